@@ -1,0 +1,57 @@
+# keras_biprune developer tasks.  `make test` works on a clean clone: it creates
+# .venv and installs the package with its test extras before running pytest.
+
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PYTEST_ENV := TF_CPP_MIN_LOG_LEVEL=2
+PYTEST_ARGS := -n 2 -q
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-slow demo lint clean
+
+help:
+	@echo "Targets:"
+	@echo "  venv       create .venv and pip install -e '.[test,plot]'"
+	@echo "  test       run the fast test suite (pytest -n 2)"
+	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
+	@echo "  demo       run python -m keras_biprune.demo"
+	@echo "  lint       ruff check keras_biprune tests"
+	@echo "  clean      remove .venv, build artifacts and caches"
+
+venv: $(STAMP)
+
+# Reinstall whenever the package metadata changes.
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e ".[test,plot]"
+	@touch $@
+
+# pytest exit code 5 means "no tests collected": report it, but do not fail.
+define run_pytest
+	@$(1) $(VPY) -m pytest $(PYTEST_ARGS) $(2); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; \
+	exit $$rc
+endef
+
+test: venv
+	$(call run_pytest,$(PYTEST_ENV),)
+
+test-slow: venv
+	$(call run_pytest,RUN_SLOW=1 $(PYTEST_ENV),-m slow)
+
+demo: venv
+	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m keras_biprune.demo
+
+lint: venv
+	$(VENV)/bin/ruff check keras_biprune tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache site docs/_build
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	find . -path ./.git -prune -o -type f -name '*.py[co]' -exec rm -f {} +

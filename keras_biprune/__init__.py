@@ -1,0 +1,45 @@
+"""keras_biprune: structural pruning of Keras 3 CNNs by evolutionary search.
+
+Example:
+
+```python
+import keras_biprune as kb
+graph = kb.trace(model)                                  # channel groups
+plan = kb.PruningPlan.random(graph, ratio=0.3, seed=0)   # which channels stay
+slim = kb.apply_plan(model, plan)                        # a new, smaller model
+```
+"""
+
+from keras_biprune import errors, handlers
+from keras_biprune.errors import (
+    BiPruneError,
+    HandlerError,
+    InvalidPlanError,
+    PlanMismatchError,
+    UnsupportedModelError,
+)
+from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
+from keras_biprune.handlers import LayerHandler, register_handler
+from keras_biprune.surgery import PruningPlan, apply_plan, count_params, masked_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BiPruneError",
+    "ChannelGraph",
+    "ChannelGroup",
+    "GroupMember",
+    "HandlerError",
+    "InvalidPlanError",
+    "LayerHandler",
+    "PlanMismatchError",
+    "PruningPlan",
+    "UnsupportedModelError",
+    "apply_plan",
+    "count_params",
+    "errors",
+    "handlers",
+    "masked_model",
+    "register_handler",
+    "trace",
+]

@@ -1,0 +1,26 @@
+"""Error classes of keras_biprune.
+
+Every error the library raises on bad input is one of these. Each also
+subclasses the matching built-in (``ValueError`` or ``TypeError``), so code that
+catches the built-in keeps working.
+"""
+
+
+class BiPruneError(Exception):
+    """Base class of every keras_biprune error."""
+
+
+class UnsupportedModelError(BiPruneError, TypeError):
+    """The object is not a Keras 3 functional or Sequential model we can trace."""
+
+
+class InvalidPlanError(BiPruneError, ValueError):
+    """A pruning plan is malformed: unknown group, bad or duplicate indices, empty group."""
+
+
+class PlanMismatchError(InvalidPlanError):
+    """A pruning plan was made for a different model (a different channel graph)."""
+
+
+class HandlerError(BiPruneError, TypeError):
+    """A layer handler is missing or does not implement the handler interface."""

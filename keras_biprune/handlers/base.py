@@ -1,0 +1,130 @@
+"""The handler interface: what the tracer and the surgeon ask of a layer.
+
+A handler knows three things about one layer class:
+
+* ``trace``: given the channel labels of the layer's inputs, the labels of its
+  outputs (new channels for a producer such as ``Conv2D``, the input's channels
+  for a per-channel layer such as ``BatchNormalization``), and which channels
+  must be tied or frozen;
+* ``prune_config``: the layer's config with its channel counts patched;
+* ``prune_weights``: the layer's weights with the pruned channels taken out.
+
+Channel labels are integer ids of single channels ("atoms"). The tracer unites
+atoms that must be pruned together (an ``Add`` ties its inputs position by
+position) and later groups them; a handler only ever says which atoms exist
+and which are tied.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Channels:
+    """Channel labels of one tensor.
+
+    Attributes:
+        labels: int array, one atom id per entry of the channel axis. An atom
+            may repeat (a depthwise conv with ``depth_multiplier=2`` outputs
+            each input channel twice; a flattened tensor repeats every channel
+            once per spatial position).
+        axis: the channel axis, counted from the end (``-1`` for
+            ``channels_last``), so it survives broadcasting.
+    """
+
+    labels: np.ndarray
+    axis: int = -1
+
+    def __len__(self):
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeIO:
+    """Which channels of a layer's inputs and outputs are kept.
+
+    Attributes:
+        inputs: per input tensor, a bool keep-mask along its channel axis, or
+            ``None`` when all its channels are kept (untracked tensor).
+        outputs: the same for the output tensors.
+        input_channels: the traced ``Channels`` (or ``None``) of each input.
+        output_channels: the traced ``Channels`` (or ``None``) of each output.
+    """
+
+    inputs: tuple
+    outputs: tuple
+    input_channels: tuple
+    output_channels: tuple
+
+
+class LayerHandler:
+    """Base class of layer handlers. Subclass it to support a custom layer.
+
+    The default implementation treats a layer as opaque: every channel it
+    touches is frozen (never pruned) and its config and weights are copied.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_biprune as kb
+
+    class Scale(keras.layers.Layer):          # a per-channel learned scale
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+        def call(self, x):
+            return x * self.w
+
+    class ScaleHandler(kb.LayerHandler):
+        def trace(self, layer, inputs, ctx):
+            return [inputs[0]]                 # output channels = input channels
+        def prune_weights(self, layer, weights, io, take):
+            return [take(weights[0], -1, io.inputs[0])]
+
+    kb.register_handler(Scale, ScaleHandler())
+    ```
+    """
+
+    def trace(self, layer, inputs, ctx):
+        """Returns the ``Channels`` (or ``None``) of each output tensor.
+
+        Args:
+            layer: the layer (or ``keras.ops`` operation) being traced.
+            inputs: ``Channels`` or ``None`` for each input tensor of this call.
+            ctx: the tracer's context: ``ctx.new``, ``ctx.tie``, ``ctx.freeze``,
+                ``ctx.input_shapes``, ``ctx.output_shapes``, ``ctx.node``.
+        """
+        return ctx.opaque(inputs, f"{type(layer).__name__} has no channel handler")
+
+    def prune_config(self, layer, config, io):
+        """Returns ``config`` with channel counts patched for the kept channels."""
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        """Returns the layer's weights with pruned channels taken out.
+
+        Args:
+            layer: the original layer.
+            weights: the layer's weights, in ``layer.weights`` order.
+            io: a ``NodeIO`` with the keep-masks of the layer's first call.
+            take: ``take(array, axis, keep, consumed=False)`` removes (or, for
+                the masked reference model, zeroes) the entries of ``array``
+                along ``axis`` where ``keep`` is False. Pass ``consumed=True``
+                on the input-channel axis of a layer that mixes channels (a
+                conv or dense kernel): that is where the masked reference
+                model zeroes pruned channels. Always slice weights with
+                ``take``; it also serves for analytic parameter counts.
+        """
+        return list(weights)
+
+
+def channel_axis(data_format, rank):
+    """The negative channel axis of a rank-``rank`` tensor in ``data_format``."""
+    return -1 if data_format != "channels_first" else 1 - rank
+
+
+def normalize_axis(axis, rank):
+    """``axis`` (int, possibly positive and counting the batch) as a negative axis."""
+    axis = int(axis)
+    return axis - rank if axis >= 0 else axis

@@ -1,0 +1,139 @@
+"""Handlers of layers whose output channels are their input channels."""
+
+import numpy as np
+
+from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis, normalize_axis
+
+
+def _axes(axis, rank):
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return {normalize_axis(a, rank) for a in axes}
+
+
+class PassThroughHandler(LayerHandler):
+    """Element-wise layers and operations (activations, dropout, noise, ``ops.relu``).
+
+    The output carries the input's channels; there are no weights to slice.
+    Activations that normalize across channels (softmax) freeze them.
+    """
+
+    def trace(self, layer, inputs, ctx):
+        if _normalizes_channels(layer, inputs[0], len(ctx.input_shapes[0])):
+            ctx.freeze(inputs[0], "softmax mixes channels")
+        return [inputs[0]]
+
+
+def _normalizes_channels(layer, x, rank):
+    if x is None:
+        return False
+    name = type(layer).__name__
+    if name in ("Softmax", "LogSoftmax"):
+        return x.axis in _axes(getattr(layer, "axis", -1), rank)
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") in ("softmax", "log_softmax")
+
+
+class SpatialHandler(LayerHandler):
+    """Pooling, padding, cropping and up-sampling: they act on the spatial axes
+    given by ``data_format`` and keep every channel."""
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        rank = len(ctx.input_shapes[0])
+        if x is not None and x.axis != channel_axis(layer.data_format, rank):
+            return ctx.opaque(inputs, f"{type(layer).__name__} treats the channel axis as spatial")
+        return [x]
+
+
+class GlobalPoolingHandler(LayerHandler):
+    """``GlobalAveragePooling*``/``GlobalMaxPooling*``: channels survive, spatial axes go."""
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        rank = len(ctx.input_shapes[0])
+        if x is None:
+            return [None]
+        if x.axis != channel_axis(layer.data_format, rank):
+            return ctx.opaque(inputs, f"{type(layer).__name__} pools over the channel axis")
+        axis = x.axis if layer.keepdims else -1
+        return [Channels(x.labels, axis)]
+
+
+class PerChannelHandler(LayerHandler):
+    """Layers with one weight entry per channel: ``BatchNormalization``,
+    ``PReLU``, ``Normalization``, ``GroupNormalization(groups=channels)``, and
+    ``LayerNormalization`` over non-channel axes (nothing to slice then).
+
+    Every weight of rank ≥ 1 is sliced on its channel axis: the tensor's channel
+    axis when the weight is shaped like the input (PReLU's alpha), else its last.
+
+    Args:
+        size_key: the config key holding the channel count, for custom
+            per-channel layers that take it as an argument (ConvNeXt's
+            ``LayerScale(projection_dim=...)``).
+    """
+
+    def __init__(self, size_key=None):
+        self.size_key = size_key
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        rank = len(ctx.input_shapes[0])
+        name = type(layer).__name__
+        if name == "LayerNormalization":
+            if x.axis in _axes(layer.axis, rank):
+                ctx.freeze(x, "LayerNormalization normalizes across channels")
+            return [x]
+        if name == "GroupNormalization":
+            size = ctx.input_shapes[0][x.axis]
+            if layer.groups not in (-1, size):
+                ctx.freeze(x, f"GroupNormalization(groups={layer.groups}) normalizes "
+                              "across the channels of each group")
+            elif normalize_axis(layer.axis, rank) != x.axis:
+                ctx.freeze(x, "GroupNormalization axis is not the channel axis")
+            return [x]
+        if name == "PReLU":
+            shared = {normalize_axis(a, rank) for a in (layer.shared_axes or [])}
+            if x.axis in shared:
+                ctx.freeze(x, "PReLU shares its alpha across channels")
+            return [x]
+        if hasattr(layer, "axis") and _axes(layer.axis, rank) != {x.axis}:
+            ctx.freeze(x, f"{name} axis {layer.axis} is not the channel axis {x.axis}")
+        return [x]
+
+    def prune_config(self, layer, config, io):
+        keep = io.inputs[0]
+        if keep is None:
+            return config
+        if type(layer).__name__ == "GroupNormalization" and config["groups"] == len(keep):
+            config["groups"] = int(keep.sum())  # one group per channel
+        if self.size_key is not None:
+            config[self.size_key] = int(keep.sum())
+        for key in ("mean", "variance"):
+            value = config.get(key)
+            if value is not None and np.size(value) > 1:
+                value = np.asarray(value)
+                config[key] = np.compress(keep, value, axis=self._axis(value, io)).tolist()
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        if type(layer).__name__ == "LayerNormalization":
+            return list(weights)
+        keep = io.inputs[0]
+        return [w if w.ndim == 0 else take(w, self._axis(w, io), keep) for w in weights]
+
+    @staticmethod
+    def _axis(array, io):
+        x = io.input_channels[0]
+        return x.axis if x is not None and array.ndim >= -x.axis else -1
+
+
+class RescalingHandler(PassThroughHandler):
+    """``Rescaling`` with scalar scale and offset is element-wise."""
+
+    def trace(self, layer, inputs, ctx):
+        if np.size(layer.scale) > 1 or np.size(layer.offset) > 1:
+            return ctx.opaque(inputs, "Rescaling with per-channel scale or offset")
+        return [inputs[0]]

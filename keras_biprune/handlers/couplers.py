@@ -1,0 +1,60 @@
+"""Handlers of layers that combine tensors: element-wise merges and concatenation."""
+
+import numpy as np
+
+from keras_biprune.handlers.base import Channels, LayerHandler, normalize_axis
+
+
+class MergeHandler(LayerHandler):
+    """``Add``/``Subtract``/``Multiply``/``Average``/``Maximum``/``Minimum`` and
+    the same ``keras.ops`` calls (``x + y``): the inputs' channels are tied
+    position by position. An input broadcast along the channel axis (size 1)
+    is frozen; so is a per-channel constant operand."""
+
+    def trace(self, layer, inputs, ctx):
+        out_shape = ctx.output_shapes[0]
+        if any(np.size(c) > 1 for c in ctx.constants if isinstance(c, (list, tuple, np.ndarray))):
+            return ctx.opaque(inputs, "combines channels with a per-channel constant")
+        labelled = [c for c in inputs if c is not None]
+        if len(labelled) < len(inputs):
+            for channels in labelled:
+                ctx.freeze(channels, "combined with an untracked (whole) tensor")
+            return [None]
+        full = [c for c in labelled if len(c) == out_shape[c.axis] and len(c) > 1]
+        if not full:
+            return [labelled[0]] if labelled else [None]
+        first = full[0]
+        for channels in labelled:
+            if channels is first:
+                continue
+            if channels.axis == first.axis and len(channels) == len(first):
+                ctx.tie(first, channels)
+            else:
+                ctx.freeze(channels, "broadcast against the channels of another input")
+                ctx.freeze(first, "combined with a broadcast tensor on another axis")
+        return [first]
+
+
+class ConcatenateHandler(LayerHandler):
+    """``Concatenate`` and ``ops.concatenate``: on the channel axis the output's
+    channels are the inputs' side by side; on another axis the inputs are tied."""
+
+    def trace(self, layer, inputs, ctx):
+        rank = len(ctx.output_shapes[0])
+        axis = normalize_axis(layer.axis, rank)
+        labelled = [c for c in inputs if c is not None]
+        if not labelled:
+            return [None]
+        if all(c.axis == axis for c in labelled):
+            parts = []
+            for i, channels in enumerate(inputs):
+                if channels is None:
+                    n = ctx.input_shapes[i][axis]
+                    channels = ctx.frozen(n, axis, "concatenated untracked tensor", key=f"in{i}")
+                parts.append(channels.labels)
+            return [Channels(np.concatenate(parts), axis)]
+        if len(labelled) < len(inputs) or any(c.axis == axis for c in labelled):
+            return ctx.opaque(inputs, "concatenates along an axis that mixes channel layouts")
+        for channels in labelled[1:]:
+            ctx.tie(labelled[0], channels)
+        return [labelled[0]]

@@ -1,0 +1,144 @@
+"""Handlers of layers that make new channels: convolutions and dense layers."""
+
+import numpy as np
+
+from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis
+
+_CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+def _activation_name(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", str(activation))
+
+
+def _expect_weights(layer, names, ctx, inputs):
+    """Returns None when the layer has exactly these weights, else opaque outputs."""
+    found = [w.name for w in layer.weights]
+    if found != list(names):
+        return ctx.opaque(
+            inputs,
+            f"{type(layer).__name__} has weights {found}, expected {list(names)} "
+            "(quantized or LoRA layers are not pruned)",
+        )
+    return None
+
+
+class ConvHandler(LayerHandler):
+    """``Conv1D/2D/3D`` (also ``groups > 1``) and ``Dense``.
+
+    The output channels are new atoms. The kernel's input axis reads the input
+    channels. With ``groups=G`` each of the G input blocks is tied position by
+    position (every group keeps the same input offsets) and the output is G
+    copies of one set of atoms, so the slim layer still has G equal groups.
+    """
+
+    kernel_in_axis = -2
+    kernel_out_axis = -1
+    size_key = "filters"
+
+    def _axis(self, layer, rank):
+        return channel_axis(getattr(layer, "data_format", "channels_last"), rank)
+
+    def trace(self, layer, inputs, ctx):
+        names = ["kernel", "bias"] if layer.use_bias else ["kernel"]
+        opaque = _expect_weights(layer, names, ctx, inputs)
+        if opaque is not None:
+            return opaque
+        x = inputs[0]
+        in_axis = self._axis(layer, len(ctx.input_shapes[0]))
+        if x is not None and x.axis != in_axis:
+            ctx.freeze(x, f"{type(layer).__name__} reads channels on axis {in_axis}, "
+                          f"the input's channels are on axis {x.axis}")
+            x = None
+        groups = getattr(layer, "groups", 1)
+        if x is not None and groups > 1:
+            block = len(x) // groups
+            first = Channels(x.labels[:block], x.axis)
+            for g in range(1, groups):
+                ctx.tie(Channels(x.labels[g * block:(g + 1) * block], x.axis), first)
+        out_axis = self._axis(layer, len(ctx.output_shapes[0]))
+        n = ctx.output_shapes[0][out_axis]
+        per_group = ctx.new(n // groups, out_axis)
+        out = Channels(np.tile(per_group.labels, groups), out_axis)
+        if _activation_name(layer) in _CHANNEL_MIXING_ACTIVATIONS:
+            ctx.freeze(out, f"{_activation_name(layer)} activation mixes channels")
+        return [out]
+
+    def prune_config(self, layer, config, io):
+        if io.outputs[0] is not None:
+            config[self.size_key] = int(io.outputs[0].sum())
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        keep_in, keep_out = io.inputs[0], io.outputs[0]
+        groups = getattr(layer, "groups", 1)
+        if keep_in is not None and groups > 1:
+            keep_in = keep_in[: len(keep_in) // groups]
+        kernel = take(weights[0], self.kernel_in_axis, keep_in, consumed=True)
+        kernel = take(kernel, self.kernel_out_axis, keep_out)
+        return [kernel] + [take(b, -1, keep_out) for b in weights[1:]]
+
+
+class DenseHandler(ConvHandler):
+    """``Dense``: a kernel of shape (inputs, units) applied on the last axis."""
+
+    size_key = "units"
+
+
+class ConvTransposeHandler(ConvHandler):
+    """``Conv1D/2D/3DTranspose``: the kernel stores (…, filters, inputs)."""
+
+    kernel_in_axis = -1
+    kernel_out_axis = -2
+
+
+class DepthwiseConvHandler(LayerHandler):
+    """``DepthwiseConv1D/2D``: each input channel makes ``depth_multiplier``
+    outputs, so the outputs are the input's atoms, each repeated."""
+
+    def trace(self, layer, inputs, ctx):
+        names = ["kernel", "bias"] if layer.use_bias else ["kernel"]
+        opaque = _expect_weights(layer, names, ctx, inputs)
+        if opaque is not None:
+            return opaque
+        x = inputs[0]
+        axis = channel_axis(layer.data_format, len(ctx.input_shapes[0]))
+        if x is None:
+            return [None]
+        if x.axis != axis:
+            return ctx.opaque(inputs, "depthwise conv reads channels on another axis")
+        return [Channels(np.repeat(x.labels, layer.depth_multiplier), axis)]
+
+    def prune_weights(self, layer, weights, io, take):
+        kernel = take(weights[0], -2, io.inputs[0])
+        return [kernel] + [take(b, -1, io.outputs[0]) for b in weights[1:]]
+
+
+class SeparableConvHandler(LayerHandler):
+    """``SeparableConv1D/2D``: depthwise (tied to the input) then pointwise (new
+    output channels)."""
+
+    def trace(self, layer, inputs, ctx):
+        names = ["depthwise_kernel", "pointwise_kernel"] + (["bias"] if layer.use_bias else [])
+        opaque = _expect_weights(layer, names, ctx, inputs)
+        if opaque is not None:
+            return opaque
+        x = inputs[0]
+        axis = channel_axis(layer.data_format, len(ctx.input_shapes[0]))
+        if x is not None and x.axis != axis:
+            ctx.freeze(x, "separable conv reads channels on another axis")
+        out_axis = channel_axis(layer.data_format, len(ctx.output_shapes[0]))
+        return [ctx.new(ctx.output_shapes[0][out_axis], out_axis)]
+
+    def prune_config(self, layer, config, io):
+        config["filters"] = int(io.outputs[0].sum())
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        keep_in, keep_out = io.inputs[0], io.outputs[0]
+        depthwise = take(weights[0], -2, keep_in)
+        keep_mid = None if keep_in is None else np.repeat(keep_in, layer.depth_multiplier)
+        pointwise = take(weights[1], -2, keep_mid, consumed=True)
+        pointwise = take(pointwise, -1, keep_out)
+        return [depthwise, pointwise] + [take(b, -1, keep_out) for b in weights[2:]]

@@ -1,0 +1,216 @@
+"""Layer surgery: rebuild a model as a new model with a plan's channels removed."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_biprune import _keras_internals as internals
+from keras_biprune.errors import InvalidPlanError
+from keras_biprune.graph import trace
+from keras_biprune.handlers import NodeIO, lookup
+from keras_biprune.surgery.plan import PruningPlan
+
+
+def _slice(array, axis, keep, consumed=False):
+    if keep is None or keep.all():
+        return array
+    return np.compress(keep, array, axis=axis)
+
+
+def _zero(array, axis, keep, consumed=False):
+    if not consumed or keep is None or keep.all():
+        return array
+    view = [1] * array.ndim
+    view[axis] = len(keep)
+    return np.where(keep.reshape(view), array, np.zeros((), array.dtype))
+
+
+def _shape(array, axis, keep, consumed=False):
+    if keep is None:
+        return array
+    shape = list(array.shape)
+    shape[axis] = int(keep.sum())
+    return np.broadcast_to(np.int8(0), shape)
+
+
+def _node_io(record, atom_keep):
+    def masks(channel_list):
+        return tuple(None if c is None else atom_keep[c.labels] for c in channel_list)
+
+    return NodeIO(
+        masks(record.inputs), masks(record.outputs), tuple(record.inputs), tuple(record.outputs)
+    )
+
+
+class _Rebuilder:
+    """Walks the original graph and calls a new copy of each operation."""
+
+    def __init__(self, graph, atom_keep, prune):
+        self.records = {id(r.op): r for r in graph.records}
+        self.atom_keep = atom_keep
+        self.prune = prune
+        self.take = _slice if prune else _zero
+        self.new_ops = {}
+        self.weights_set = set()
+
+    def model(self, model, input_tensors=None):
+        inputs, outputs, nodes = internals.graph_of(model)
+        if input_tensors is None:
+            new_inputs = [
+                keras.Input(batch_shape=t.shape, dtype=t.dtype, name=internals.input_name(t))
+                for t in inputs
+            ]
+        else:
+            new_inputs = [
+                keras.Input(batch_shape=n.shape, dtype=t.dtype, name=internals.input_name(t))
+                for t, n in zip(inputs, input_tensors)
+            ]
+        tensor_map = {id(t): n for t, n in zip(inputs, new_inputs)}
+        for node in nodes:
+            args, kwargs = internals.node_arguments(node, tensor_map)
+            op = self.new_op(node.operation, args, kwargs)
+            outs = keras.tree.flatten(op(*args, **kwargs))
+            for t, n in zip(node.outputs, outs):
+                tensor_map[id(t)] = n
+            self._set_weights(node.operation)
+        new_outputs = [tensor_map[id(t)] for t in outputs]
+        if isinstance(model, keras.Sequential):
+            layers = [self.new_ops[id(layer)] for layer in model.layers]
+            return keras.Sequential([new_inputs[0], *layers], name=model.name)
+        return keras.Model(
+            keras.tree.pack_sequence_as(internals.inputs_structure(model), new_inputs),
+            keras.tree.pack_sequence_as(internals.outputs_structure(model), new_outputs),
+            name=model.name,
+        )
+
+    def new_op(self, op, args, kwargs):
+        new = self.new_ops.get(id(op))
+        if new is not None:
+            return new
+        if internals.is_graph_model(op):
+            tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
+            new = self.model(op, tensors)
+        else:
+            config = op.get_config()
+            if self.prune:
+                record = self.records[id(op)]
+                config = lookup(op).prune_config(op, config, _node_io(record, self.atom_keep))
+            with internals.unsafe_deserialization():  # copies the user's live Lambda layers
+                new = type(op).from_config(config)
+        self.new_ops[id(op)] = new
+        return new
+
+    def _set_weights(self, op):
+        if internals.is_graph_model(op) or not getattr(op, "weights", None) or id(op) in self.weights_set:
+            return
+        record = self.records[id(op)]
+        weights = lookup(op).prune_weights(
+            op, op.get_weights(), _node_io(record, self.atom_keep), self.take
+        )
+        self.new_ops[id(op)].set_weights(weights)
+        self.weights_set.add(id(op))
+
+
+def _prepare(model, plan):
+    graph = trace(model)
+    if plan is None:
+        plan = PruningPlan.keep_all(graph)
+    if not isinstance(plan, PruningPlan):
+        raise InvalidPlanError(
+            f"Expected a kb.PruningPlan. Received: plan={type(plan).__name__}. "
+            "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
+        )
+    plan.validate(graph)
+    return graph, graph.atom_keep(plan.keep)
+
+
+def apply_plan(model, plan):
+    """Builds a new, smaller model that keeps only the plan's channels.
+
+    The new model has the same architecture and layer names with fewer filters
+    and units, and the weights of the kept channels. Its outputs equal those of
+    `masked_model(model, plan)`; with an empty plan they equal ``model``'s.
+    ``model`` itself is not modified. The result is not compiled.
+
+    Args:
+        model: a functional or Sequential Keras model.
+        plan: a `PruningPlan` made for this model (or ``None``: keep all).
+
+    Returns:
+        A new ``keras.Model`` (a ``keras.Sequential`` for a Sequential input).
+
+    Raises:
+        InvalidPlanError: the plan does not fit the model.
+        UnsupportedModelError: the model cannot be traced.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    plan = kb.PruningPlan.random(kb.trace(model), ratio=0.5, seed=0)
+    slim = kb.apply_plan(model, plan)
+    print(model.count_params(), "->", slim.count_params())
+    ```
+    """
+    graph, atom_keep = _prepare(model, plan)
+    return _Rebuilder(graph, atom_keep, prune=True).model(model)
+
+
+def masked_model(model, plan):
+    """A copy of ``model`` where the plan's pruned channels are zeroed where consumed.
+
+    Every layer that mixes channels (a conv or dense kernel) gets zero weights
+    for the pruned input channels; nothing else changes, so the copy has the
+    original's shapes. It is the reference `apply_plan` is tested against.
+
+    Args:
+        model: a functional or Sequential Keras model.
+        plan: a `PruningPlan` made for this model.
+
+    Returns:
+        A new ``keras.Model`` with the original architecture.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_biprune as kb
+    plan = kb.PruningPlan.random(kb.trace(model), ratio=0.3, seed=0)
+    x = np.random.rand(4, *model.input_shape[1:]).astype("float32")
+    np.testing.assert_allclose(kb.apply_plan(model, plan)(x),
+                               kb.masked_model(model, plan)(x), rtol=1e-4, atol=1e-5)
+    ```
+    """
+    graph, atom_keep = _prepare(model, plan)
+    return _Rebuilder(graph, atom_keep, prune=False).model(model)
+
+
+def count_params(graph, plan=None):
+    """The parameter count ``apply_plan(model, plan).count_params()`` will have.
+
+    Computed from the graph's weight shapes without building a model.
+
+    Args:
+        graph: a `ChannelGraph`.
+        plan: a `PruningPlan` for it (``None``: the unpruned count).
+
+    Example:
+
+    ```python
+    graph = kb.trace(model)
+    kb.count_params(graph, kb.PruningPlan.random(graph, ratio=0.5, seed=0))
+    ```
+    """
+    plan = PruningPlan.keep_all(graph) if plan is None else plan
+    plan.validate(graph)
+    atom_keep = graph.atom_keep(plan.keep)
+    total = 0
+    for record in graph.records:
+        op = record.op
+        if internals.is_graph_model(op) or not getattr(op, "weights", None):
+            continue
+        shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in op.weights]
+        for w in lookup(op).prune_weights(op, shapes, _node_io(record, atom_keep), _shape):
+            total += math.prod(w.shape)
+    return total
