@@ -27,6 +27,6 @@ def load_digits(test_fraction=0.2, seed=0):
     x = (data.images[..., None] / 16.0).astype("float32")
     y = data.target.astype("int64")
     order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(test_fraction * len(x)))
+    n_test = round(test_fraction * len(x))
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test])
