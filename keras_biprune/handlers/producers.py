@@ -13,12 +13,14 @@ def _activation_name(layer):
 
 
 def _expect_weights(layer, names, ctx, inputs):
-    """Returns None when the layer has exactly these weights, else opaque outputs."""
+    """Returns None when the layer has exactly these weights (and its bias, if it
+    uses one), else opaque outputs."""
+    names = list(names) + (["bias"] if layer.use_bias else [])
     found = [w.name for w in layer.weights]
     if found != list(names):
         return ctx.opaque(
             inputs,
-            f"{type(layer).__name__} has weights {found}, expected {list(names)} "
+            f"{type(layer).__name__} has weights {found}, expected {names} "
             "(quantized or LoRA layers are not pruned)",
         )
     return None
@@ -41,8 +43,7 @@ class ConvHandler(LayerHandler):
         return channel_axis(getattr(layer, "data_format", "channels_last"), rank)
 
     def trace(self, layer, inputs, ctx):
-        names = ["kernel", "bias"] if layer.use_bias else ["kernel"]
-        opaque = _expect_weights(layer, names, ctx, inputs)
+        opaque = _expect_weights(layer, ["kernel"], ctx, inputs)
         if opaque is not None:
             return opaque
         x = inputs[0]
@@ -98,8 +99,7 @@ class DepthwiseConvHandler(LayerHandler):
     outputs, so the outputs are the input's atoms, each repeated."""
 
     def trace(self, layer, inputs, ctx):
-        names = ["kernel", "bias"] if layer.use_bias else ["kernel"]
-        opaque = _expect_weights(layer, names, ctx, inputs)
+        opaque = _expect_weights(layer, ["kernel"], ctx, inputs)
         if opaque is not None:
             return opaque
         x = inputs[0]
@@ -120,8 +120,7 @@ class SeparableConvHandler(LayerHandler):
     output channels)."""
 
     def trace(self, layer, inputs, ctx):
-        names = ["depthwise_kernel", "pointwise_kernel"] + (["bias"] if layer.use_bias else [])
-        opaque = _expect_weights(layer, names, ctx, inputs)
+        opaque = _expect_weights(layer, ["depthwise_kernel", "pointwise_kernel"], ctx, inputs)
         if opaque is not None:
             return opaque
         x = inputs[0]
