@@ -53,28 +53,43 @@ class ConvHandler(LayerHandler):
                           f"the input's channels are on axis {x.axis}")
             x = None
         groups = getattr(layer, "groups", 1)
-        if x is not None and groups > 1:
-            block = len(x) // groups
-            first = Channels(x.labels[:block], x.axis)
-            for g in range(1, groups):
-                ctx.tie(Channels(x.labels[g * block:(g + 1) * block], x.axis), first)
         out_axis = self._axis(layer, len(ctx.output_shapes[0]))
         n = ctx.output_shapes[0][out_axis]
-        per_group = ctx.new(n // groups, out_axis)
-        out = Channels(np.tile(per_group.labels, groups), out_axis)
+        if x is not None and groups > 1 and groups == len(x):
+            # A depthwise conv written as Conv(groups=channels) (ConvNeXt): each
+            # input channel makes n // groups outputs; pruning one drops its group.
+            out = Channels(np.repeat(x.labels, n // groups), out_axis)
+        else:
+            if x is not None and groups > 1:
+                block = len(x) // groups
+                first = Channels(x.labels[:block], x.axis)
+                for g in range(1, groups):
+                    ctx.tie(Channels(x.labels[g * block:(g + 1) * block], x.axis), first)
+            per_group = ctx.new(n // groups, out_axis)
+            out = Channels(np.tile(per_group.labels, groups), out_axis)
         if _activation_name(layer) in _CHANNEL_MIXING_ACTIVATIONS:
             ctx.freeze(out, f"{_activation_name(layer)} activation mixes channels")
         return [out]
 
+    @staticmethod
+    def _depthwise(layer, io):
+        groups = getattr(layer, "groups", 1)
+        x = io.input_channels[0]
+        return groups > 1 and x is not None and len(x) == groups
+
     def prune_config(self, layer, config, io):
         if io.outputs[0] is not None:
             config[self.size_key] = int(io.outputs[0].sum())
+        if self._depthwise(layer, io):
+            config["groups"] = int(io.inputs[0].sum())
         return config
 
     def prune_weights(self, layer, weights, io, take):
         keep_in, keep_out = io.inputs[0], io.outputs[0]
         groups = getattr(layer, "groups", 1)
-        if keep_in is not None and groups > 1:
+        if self._depthwise(layer, io):
+            keep_in = None  # one input row per group: dropping a group drops its filters
+        elif keep_in is not None and groups > 1:
             keep_in = keep_in[: len(keep_in) // groups]
         kernel = take(weights[0], self.kernel_in_axis, keep_in, consumed=True)
         kernel = take(kernel, self.kernel_out_axis, keep_out)

@@ -207,3 +207,15 @@ def test_summary_lists_every_group():
     graph = kb.trace(ZOO["lambda_freeze"]())
     text = graph.summary()
     assert all(g.id in text for g in graph.groups) and "frozen" in text
+
+
+def test_conv_with_one_group_per_channel_prunes_like_a_depthwise_conv():
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2D(8, 1, name="c")(inputs)
+    x = layers.Conv2D(16, 3, groups=8, name="dw")(x)
+    model = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(x)))
+    graph = kb.trace(model)
+    group = _group_of(graph, "c")
+    assert group.prunable and group.size == 8
+    slim = kb.apply_plan(model, kb.PruningPlan({"c": [0, 3, 5]}))
+    assert slim.get_layer("dw").groups == 3 and slim.get_layer("dw").filters == 6
