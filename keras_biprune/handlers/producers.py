@@ -17,7 +17,7 @@ def _expect_weights(layer, names, ctx, inputs):
     uses one), else opaque outputs."""
     names = list(names) + (["bias"] if layer.use_bias else [])
     found = [w.name for w in layer.weights]
-    if found != list(names):
+    if found != names:
         return ctx.opaque(
             inputs,
             f"{type(layer).__name__} has weights {found}, expected {names} "
@@ -33,6 +33,9 @@ class ConvHandler(LayerHandler):
     channels. With ``groups=G`` each of the G input blocks is tied position by
     position (every group keeps the same input offsets) and the output is G
     copies of one set of atoms, so the slim layer still has G equal groups.
+    With one input channel per group (a depthwise conv written as a grouped
+    conv, as in ConvNeXt) the outputs follow their input channel instead, and
+    pruning a channel drops its whole group.
     """
 
     kernel_in_axis = -2
@@ -55,9 +58,7 @@ class ConvHandler(LayerHandler):
         groups = getattr(layer, "groups", 1)
         out_axis = self._axis(layer, len(ctx.output_shapes[0]))
         n = ctx.output_shapes[0][out_axis]
-        if x is not None and groups > 1 and groups == len(x):
-            # A depthwise conv written as Conv(groups=channels) (ConvNeXt): each
-            # input channel makes n // groups outputs; pruning one drops its group.
+        if self._depthwise(layer, x):
             out = Channels(np.repeat(x.labels, n // groups), out_axis)
         else:
             if x is not None and groups > 1:
@@ -72,22 +73,22 @@ class ConvHandler(LayerHandler):
         return [out]
 
     @staticmethod
-    def _depthwise(layer, io):
+    def _depthwise(layer, x):
+        """True when each group reads exactly one channel of ``x``."""
         groups = getattr(layer, "groups", 1)
-        x = io.input_channels[0]
         return groups > 1 and x is not None and len(x) == groups
 
     def prune_config(self, layer, config, io):
         if io.outputs[0] is not None:
             config[self.size_key] = int(io.outputs[0].sum())
-        if self._depthwise(layer, io):
+        if self._depthwise(layer, io.input_channels[0]):
             config["groups"] = int(io.inputs[0].sum())
         return config
 
     def prune_weights(self, layer, weights, io, take):
         keep_in, keep_out = io.inputs[0], io.outputs[0]
         groups = getattr(layer, "groups", 1)
-        if self._depthwise(layer, io):
+        if self._depthwise(layer, io.input_channels[0]):
             keep_in = None  # one input row per group: dropping a group drops its filters
         elif keep_in is not None and groups > 1:
             keep_in = keep_in[: len(keep_in) // groups]

@@ -56,16 +56,12 @@ class _Rebuilder:
 
     def model(self, model, input_tensors=None):
         inputs, outputs, nodes = internals.graph_of(model)
-        if input_tensors is None:
-            new_inputs = [
-                keras.Input(batch_shape=t.shape, dtype=t.dtype, name=internals.input_name(t))
-                for t in inputs
-            ]
-        else:
-            new_inputs = [
-                keras.Input(batch_shape=n.shape, dtype=t.dtype, name=internals.input_name(t))
-                for t, n in zip(inputs, input_tensors)
-            ]
+        # A nested model's inputs take the (pruned) shapes of what it is called on.
+        shaped_like = inputs if input_tensors is None else input_tensors
+        new_inputs = [
+            keras.Input(batch_shape=n.shape, dtype=t.dtype, name=internals.input_name(t))
+            for t, n in zip(inputs, shaped_like)
+        ]
         tensor_map = {id(t): n for t, n in zip(inputs, new_inputs)}
         for node in nodes:
             args, kwargs = internals.node_arguments(node, tensor_map)
