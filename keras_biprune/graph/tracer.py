@@ -18,7 +18,11 @@ from keras_biprune.handlers.base import Channels
 
 @dataclasses.dataclass
 class CallRecord:
-    """The first call of one operation: what the surgeon needs to rebuild it."""
+    """The first call of one operation: what the surgeon needs to rebuild it.
+
+    ``calls`` lists ``(input_shapes, output_shapes)`` of every call, the first
+    included: a shared layer has one record and one entry per call.
+    """
 
     op: object
     path: str
@@ -26,6 +30,7 @@ class CallRecord:
     outputs: list
     input_shapes: list
     output_shapes: list
+    calls: list = dataclasses.field(default_factory=list)
 
 
 class _UnionFind:
@@ -161,20 +166,14 @@ class Tracer:
             tensors = internals.node_input_tensors(node)
             ins = [env.get(id(t)) for t in tensors]
             path = prefix + op.name
+            shapes = ([tuple(t.shape) for t in tensors], [tuple(t.shape) for t in node.outputs])
             if internals.is_graph_model(op):
                 outs = self._run(op, path + "/", ins)
             else:
-                outs = self._trace_op(op, path, node, tensors, ins)
+                outs = self._trace_op(op, path, node, shapes, ins)
             first = self._record_of.get(id(op))
             if first is None:
-                record = CallRecord(
-                    op,
-                    path,
-                    ins,
-                    outs,
-                    [tuple(t.shape) for t in tensors],
-                    [tuple(t.shape) for t in node.outputs],
-                )
+                record = CallRecord(op, path, ins, outs, *shapes, calls=[shapes])
                 self._record_of[id(op)] = record
                 self.records.append(record)
             elif getattr(op, "weights", None):
@@ -183,20 +182,15 @@ class Tracer:
                 for a, b in zip(first.inputs, ins):
                     if a is not None or b is not None:
                         self.tie(a, b, path)
+            if first is not None:
+                first.calls.append(shapes)
             for t, c in zip(node.outputs, outs):
                 env[id(t)] = c
         return [env.get(id(t)) for t in outputs]
 
-    def _trace_op(self, op, path, node, tensors, ins):
+    def _trace_op(self, op, path, node, shapes, ins):
         handler = lookup(op)
-        ctx = TraceContext(
-            self,
-            op,
-            path,
-            [tuple(t.shape) for t in tensors],
-            [tuple(t.shape) for t in node.outputs],
-            internals.node_constants(node),
-        )
+        ctx = TraceContext(self, op, path, *shapes, internals.node_constants(node))
         outs = list(handler.trace(op, ins, ctx))
         if len(outs) != len(node.outputs):
             raise HandlerError(
