@@ -10,7 +10,7 @@ slim = kb.apply_plan(model, plan)                        # a new, smaller model
 ```
 """
 
-from keras_biprune import errors, handlers
+from keras_biprune import errors, handlers, layers
 from keras_biprune.errors import (
     BiPruneError,
     HandlerError,
@@ -18,9 +18,10 @@ from keras_biprune.errors import (
     PlanMismatchError,
     UnsupportedModelError,
 )
+from keras_biprune.evaluate import Cost, CostReport, cost, count_params
 from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
 from keras_biprune.handlers import LayerHandler, register_handler
-from keras_biprune.surgery import PruningPlan, apply_plan, count_params, masked_model
+from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,8 @@ __all__ = [
     "BiPruneError",
     "ChannelGraph",
     "ChannelGroup",
+    "Cost",
+    "CostReport",
     "GroupMember",
     "HandlerError",
     "InvalidPlanError",
@@ -36,9 +39,11 @@ __all__ = [
     "PruningPlan",
     "UnsupportedModelError",
     "apply_plan",
+    "cost",
     "count_params",
     "errors",
     "handlers",
+    "layers",
     "masked_model",
     "register_handler",
     "trace",

@@ -135,12 +135,17 @@ class ChannelGraph:
                 ChannelGroup(gid, size, tuple(members[g]), reason is None, reason, producers)
             )
         self._by_id = {group.id: i for i, group in enumerate(self.groups)}
+        self._record_by_path = {record.path: record for record in self.records}
         digest = json.dumps([(g.id, g.size, g.prunable) for g in self.groups])
         self.signature = hashlib.sha1(digest.encode()).hexdigest()[:16]
 
     def group(self, group_id):
         """The `ChannelGroup` with this id (``KeyError`` if there is none)."""
         return self.groups[self._by_id[group_id]]
+
+    def record(self, path):
+        """The first call of the layer at ``path`` (``KeyError`` if there is none)."""
+        return self._record_by_path[path]
 
     def __contains__(self, group_id):
         return group_id in self._by_id

@@ -1,13 +1,15 @@
 """The handler interface: what the tracer and the surgeon ask of a layer.
 
-A handler knows three things about one layer class:
+A handler knows these things about one layer class:
 
 * ``trace``: given the channel labels of the layer's inputs, the labels of its
   outputs (new channels for a producer such as ``Conv2D``, the input's channels
   for a per-channel layer such as ``BatchNormalization``), and which channels
   must be tied or frozen;
 * ``prune_config``: the layer's config with its channel counts patched;
-* ``prune_weights``: the layer's weights with the pruned channels taken out.
+* ``prune_weights``: the layer's weights with the pruned channels taken out;
+* ``macs_per_entry`` (optional): the multiply-accumulates each weight entry
+  does, for the cost model.
 
 Channel labels are integer ids of single channels ("atoms"). The tracer unites
 atoms that must be pruned together (an ``Add`` ties its inputs position by
@@ -16,6 +18,7 @@ and which are tied.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -50,12 +53,15 @@ class NodeIO:
         outputs: the same for the output tensors.
         input_channels: the traced ``Channels`` (or ``None``) of each input.
         output_channels: the traced ``Channels`` (or ``None``) of each output.
+        kernel: the plan's per-filter mask of this layer's kernel (bool, shape
+            ``kernel.shape[-2:]`` of the original layer), or ``None``.
     """
 
     inputs: tuple
     outputs: tuple
     input_channels: tuple
     output_channels: tuple
+    kernel: np.ndarray | None = None
 
 
 class LayerHandler:
@@ -117,6 +123,53 @@ class LayerHandler:
                 ``take``; it also serves for analytic parameter counts.
         """
         return list(weights)
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        """How many multiply-accumulates each weight entry does in one call.
+
+        The cost model (`keras_biprune.cost`) multiplies this by the number of
+        entries each weight keeps after pruning. Use `positions` for the
+        number of places a kernel is applied at.
+
+        Args:
+            layer: the layer.
+            input_shapes: the shapes of this call's input tensors (batch first).
+            output_shapes: the shapes of its output tensors.
+
+        Returns:
+            One count per weight, in ``layer.weights`` order (missing trailing
+            ones count 0): an int, or ``None`` where it depends on an unknown
+            dimension. The default counts 0 for every weight (no MACs).
+        """
+        return ()
+
+
+def mixes_channels(handler, layer, io):
+    """True when ``handler`` slices an input-channel axis with ``consumed=True``.
+
+    Such a layer (a conv or dense kernel) is where a pruned channel stops
+    mattering: the masked reference model zeroes its kernel rows, and the
+    evaluator masks its inputs.
+    """
+    seen = []
+
+    def record(array, axis, keep, consumed=False):
+        seen.append(consumed)
+        return array
+
+    shapes = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
+    handler.prune_weights(layer, shapes, io, record)
+    return any(seen)
+
+
+def positions(shape, axis):
+    """Entries per example of a tensor of ``shape`` along all but its ``axis``.
+
+    The number of places a conv kernel is applied at (``H·W`` of its output
+    for ``(None, H, W, C)`` and ``axis=-1``); ``None`` when a dimension is unknown.
+    """
+    dims = [d for i, d in enumerate(shape) if 0 < i != len(shape) + axis]
+    return None if None in dims else math.prod(dims)
 
 
 def channel_axis(data_format, rank):

@@ -21,7 +21,13 @@ from keras_biprune.handlers.producers import (
     DepthwiseConvHandler,
     SeparableConvHandler,
 )
-from keras_biprune.handlers.reshaping import FlattenHandler, PermuteHandler, ReshapeHandler
+from keras_biprune.handlers.reshaping import (
+    ChannelSelectHandler,
+    FlattenHandler,
+    PermuteHandler,
+    ReshapeHandler,
+)
+from keras_biprune.layers import ChannelSelect
 
 _np, _nn = internals.np_ops, internals.nn_ops
 _apps = internals.application_layer_classes()
@@ -71,6 +77,7 @@ _BUILTIN = {
     ReshapeHandler(): [layers.Reshape, _np.Reshape, _np.ExpandDims, _np.Squeeze],
     FlattenHandler(): [layers.Flatten],
     PermuteHandler(): [layers.Permute, _np.Transpose],
+    ChannelSelectHandler(): [ChannelSelect],
 }
 
 _OPAQUE = LayerHandler()

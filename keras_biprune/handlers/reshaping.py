@@ -100,3 +100,22 @@ class PermuteHandler(ElementMapHandler):
         if axes is None or axes[0] != 0:
             return None  # moves the batch axis
         return labels.transpose([a - 1 for a in axes[1:]])
+
+
+class ChannelSelectHandler(LayerHandler):
+    """``keras_biprune.layers.ChannelSelect``: its output carries the selected atoms."""
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        if x.axis != layer.axis:
+            return ctx.opaque(inputs, "ChannelSelect reads another axis than the channels")
+        return [Channels(x.labels[layer.indices], x.axis)]
+
+    def prune_config(self, layer, config, io):
+        keep_in = io.inputs[0]
+        if keep_in is not None:
+            position = np.cumsum(keep_in) - 1
+            config["indices"] = [int(position[i]) for i in layer.indices if keep_in[i]]
+        return config

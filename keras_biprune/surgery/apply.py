@@ -9,6 +9,7 @@ from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import InvalidPlanError
 from keras_biprune.graph import trace
 from keras_biprune.handlers import NodeIO, lookup
+from keras_biprune.layers import ChannelSelect
 from keras_biprune.surgery.plan import PruningPlan
 
 
@@ -34,24 +35,34 @@ def _shape(array, axis, keep, consumed=False):
     return np.broadcast_to(np.int8(0), shape)
 
 
-def _node_io(record, atom_keep):
+def _node_io(record, atom_keep, plan):
     def masks(channel_list):
         return tuple(None if c is None else atom_keep[c.labels] for c in channel_list)
 
+    inputs = masks(record.inputs)
+    read = plan.inputs.get(record.path)
+    if read is not None:
+        inputs = (inputs[0] & np.isin(np.arange(len(inputs[0])), read),) + inputs[1:]
     return NodeIO(
-        masks(record.inputs), masks(record.outputs), tuple(record.inputs), tuple(record.outputs)
+        inputs,
+        masks(record.outputs),
+        tuple(record.inputs),
+        tuple(record.outputs),
+        plan.kernels.get(record.path),
     )
 
 
 class _Rebuilder:
     """Walks the original graph and calls a new copy of each operation."""
 
-    def __init__(self, graph, atom_keep, prune):
+    def __init__(self, graph, plan, prune):
         self.records = {id(r.op): r for r in graph.records}
-        self.atom_keep = atom_keep
+        self.atom_keep = graph.atom_keep(plan.keep)
+        self.plan = plan
         self.prune = prune
         self.take = _slice if prune else _zero
         self.new_ops = {}
+        self.selects = {}
         self.weights_set = set()
 
     def model(self, model, input_tensors=None):
@@ -66,13 +77,19 @@ class _Rebuilder:
         for node in nodes:
             args, kwargs = internals.node_arguments(node, tensor_map)
             op = self.new_op(node.operation, args, kwargs)
+            args = self._select_inputs(node.operation, args)
             outs = keras.tree.flatten(op(*args, **kwargs))
             for t, n in zip(node.outputs, outs):
                 tensor_map[id(t)] = n
             self._set_weights(node.operation)
         new_outputs = [tensor_map[id(t)] for t in outputs]
         if isinstance(model, keras.Sequential):
-            layers = [self.new_ops[id(layer)] for layer in model.layers]
+            layers = [
+                new
+                for layer in model.layers
+                for new in (self.selects.get(id(layer)), self.new_ops[id(layer)])
+                if new is not None
+            ]
             return keras.Sequential([new_inputs[0], *layers], name=model.name)
         return keras.Model(
             keras.tree.pack_sequence_as(internals.inputs_structure(model), new_inputs),
@@ -91,19 +108,39 @@ class _Rebuilder:
             config = op.get_config()
             if self.prune:
                 record = self.records[id(op)]
-                config = lookup(op).prune_config(op, config, _node_io(record, self.atom_keep))
+                config = lookup(op).prune_config(op, config, self._io(record))
             with internals.unsafe_deserialization():  # copies the user's live Lambda layers
                 new = type(op).from_config(config)
         self.new_ops[id(op)] = new
         return new
 
+    def _io(self, record):
+        return _node_io(record, self.atom_keep, self.plan)
+
+    def _select_inputs(self, op, args):
+        """Puts a ChannelSelect before a layer whose plan reads fewer channels than it gets."""
+        record = self.records.get(id(op))
+        if not self.prune or record is None or record.path not in self.plan.inputs:
+            return args
+        carried = self.atom_keep[record.inputs[0].labels]
+        indices = np.flatnonzero(self._io(record).inputs[0][carried])
+        if len(indices) == int(carried.sum()):
+            return args
+        select = ChannelSelect(indices, record.inputs[0].axis)
+        self.selects[id(op)] = select
+        return (select(args[0]), *args[1:])
+
     def _set_weights(self, op):
         if internals.is_graph_model(op) or not getattr(op, "weights", None) or id(op) in self.weights_set:
             return
-        record = self.records[id(op)]
-        weights = lookup(op).prune_weights(
-            op, op.get_weights(), _node_io(record, self.atom_keep), self.take
-        )
+        io = self._io(self.records[id(op)])
+        weights = lookup(op).prune_weights(op, op.get_weights(), io, self.take)
+        if io.kernel is not None:
+            mask = io.kernel
+            if self.prune:
+                mask = _slice(_slice(mask, 0, io.inputs[0]), 1, io.outputs[0])
+            index = [w is op.kernel for w in op.weights].index(True)
+            weights[index] = weights[index] * mask
         self.new_ops[id(op)].set_weights(weights)
         self.weights_set.add(id(op))
 
@@ -118,7 +155,7 @@ def _prepare(model, plan):
             "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
         )
     plan.validate(graph)
-    return graph, graph.atom_keep(plan.keep)
+    return graph, plan
 
 
 def apply_plan(model, plan):
@@ -149,16 +186,17 @@ def apply_plan(model, plan):
     print(model.count_params(), "->", slim.count_params())
     ```
     """
-    graph, atom_keep = _prepare(model, plan)
-    return _Rebuilder(graph, atom_keep, prune=True).model(model)
+    graph, plan = _prepare(model, plan)
+    return _Rebuilder(graph, plan, prune=True).model(model)
 
 
 def masked_model(model, plan):
     """A copy of ``model`` where the plan's pruned channels are zeroed where consumed.
 
     Every layer that mixes channels (a conv or dense kernel) gets zero weights
-    for the pruned input channels; nothing else changes, so the copy has the
-    original's shapes. It is the reference `apply_plan` is tested against.
+    for the pruned input channels and for the plan's lower-level masks; nothing
+    else changes, so the copy has the original's shapes. It is the reference
+    `apply_plan` is tested against.
 
     Args:
         model: a functional or Sequential Keras model.
@@ -178,8 +216,8 @@ def masked_model(model, plan):
                                kb.masked_model(model, plan)(x), rtol=1e-4, atol=1e-5)
     ```
     """
-    graph, atom_keep = _prepare(model, plan)
-    return _Rebuilder(graph, atom_keep, prune=False).model(model)
+    graph, plan = _prepare(model, plan)
+    return _Rebuilder(graph, plan, prune=False).model(model)
 
 
 def count_params(graph, plan=None):
@@ -207,6 +245,6 @@ def count_params(graph, plan=None):
         if internals.is_graph_model(op) or not getattr(op, "weights", None):
             continue
         shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in op.weights]
-        for w in lookup(op).prune_weights(op, shapes, _node_io(record, atom_keep), _shape):
+        for w in lookup(op).prune_weights(op, shapes, _node_io(record, atom_keep, plan), _shape):
             total += math.prod(w.shape)
     return total

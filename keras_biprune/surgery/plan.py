@@ -1,11 +1,15 @@
 """PruningPlan: which channel positions each group keeps. Plain data, JSON-able."""
 
+import base64
 import json
 import numbers
 
 import numpy as np
 
 from keras_biprune.errors import InvalidPlanError, PlanMismatchError
+from keras_biprune.handlers import NodeIO, lookup
+from keras_biprune.handlers.base import mixes_channels
+from keras_biprune.handlers.producers import ConvHandler, ConvTransposeHandler
 
 _FORMAT = "keras_biprune.PruningPlan"
 _VERSION = 1
@@ -14,14 +18,29 @@ _VERSION = 1
 class PruningPlan:
     """The channels each group keeps; groups not listed are kept whole.
 
+    The upper level (``keep``) removes filters: a group's channels disappear
+    everywhere. The lower level narrows what single layers read, on top of
+    that: ``inputs`` drops input channels of one channel-mixing layer (a conv
+    or dense layer), structurally; ``kernels`` drops single (input channel,
+    filter) pairs of a conv or dense kernel, as exact zeros.
+
     Args:
         keep: ``{group_id: kept positions}``; positions index the group's
             channels (``0 … group.size - 1``), in any order, without duplicates.
+        inputs: ``{layer_path: kept input channels}``: indices into the
+            original layer's input channels. `apply_plan` slices the layer's
+            kernel rows and puts a `keras_biprune.layers.ChannelSelect` in
+            front of it; other readers of the same tensor are unaffected.
+        kernels: ``{layer_path: bool mask}`` of shape ``kernel.shape[-2:]``
+            of the original conv (``groups=1``) or dense layer: False entries
+            of (input channel, filter) are zeroed in the pruned model.
         signature: the ``ChannelGraph.signature`` the plan was made for, if
             known; `apply_plan` then refuses a plan made for another model.
 
     Attributes:
         keep: ``{group_id: sorted tuple of kept positions}``.
+        inputs: ``{layer_path: sorted tuple of kept input channels}``.
+        kernels: ``{layer_path: bool ndarray}``.
         signature: see above.
 
     Example:
@@ -35,17 +54,18 @@ class PruningPlan:
     ```
     """
 
-    def __init__(self, keep=None, *, signature=None):
-        if keep is None:
-            keep = {}
-        if not isinstance(keep, dict):
-            raise InvalidPlanError(
-                "PruningPlan expects a dict {group_id: kept indices}. "
-                f"Received: keep={type(keep).__name__}. Example: PruningPlan({{'conv2d': [0, 1, 3]}})."
-            )
-        self.keep = {}
-        for group_id, indices in keep.items():
-            self.keep[str(group_id)] = _as_indices(group_id, indices)
+    def __init__(self, keep=None, *, inputs=None, kernels=None, signature=None):
+        self.keep = {
+            str(k): _as_indices(k, v) for k, v in _as_dict("keep", keep, "{'conv2d': [0, 1, 3]}")
+        }
+        self.inputs = {
+            str(k): _as_indices(k, v)
+            for k, v in _as_dict("inputs", inputs, "{'block2/conv': [0, 1, 3]}")
+        }
+        self.kernels = {
+            str(k): _as_kernel_mask(k, v)
+            for k, v in _as_dict("kernels", kernels, "{'conv2d_1': np.ones((16, 32), bool)}")
+        }
         self.signature = signature
 
     @classmethod
@@ -54,27 +74,44 @@ class PruningPlan:
         return cls({}, signature=graph.signature)
 
     @classmethod
-    def random(cls, graph, ratio=0.3, seed=None):
+    def random(cls, graph, ratio=0.3, seed=None, *, input_ratio=0.0, kernel_ratio=0.0):
         """Prunes ``ratio`` of every prunable group's channels, chosen at random.
 
         Each group keeps ``size - round(ratio * size)`` channels, at least one.
+        With ``input_ratio`` (``kernel_ratio``) > 0 every conv and dense layer
+        that can take a lower-level mask also drops that share of the input
+        channels it still reads (of its kernel's (input, filter) entries).
 
         Args:
             graph: a `ChannelGraph`.
             ratio: float in [0, 1), the share of channels to prune per group.
             seed: int seed of the random choice.
+            input_ratio: float in [0, 1), the share of each layer's read input
+                channels to drop through ``inputs`` masks.
+            kernel_ratio: float in [0, 1), the share of kernel entries to zero
+                through ``kernels`` masks.
         """
-        if not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
-            raise InvalidPlanError(
-                f"ratio must be a number in [0, 1). Received: ratio={ratio!r}. "
-                "Use e.g. ratio=0.3 to prune 30% of each group's channels."
-            )
+        for name, value in (("ratio", ratio), ("input_ratio", input_ratio),
+                            ("kernel_ratio", kernel_ratio)):
+            if not isinstance(value, numbers.Real) or not 0 <= value < 1:
+                raise InvalidPlanError(
+                    f"{name} must be a number in [0, 1). Received: {name}={value!r}. "
+                    f"Use e.g. {name}=0.3 to prune 30%."
+                )
         rng = np.random.default_rng(seed)
         keep = {}
         for group in graph.prunable_groups:
-            n_keep = max(1, group.size - round(ratio * group.size))
-            keep[group.id] = sorted(rng.choice(group.size, n_keep, replace=False).tolist())
-        return cls(keep, signature=graph.signature)
+            keep[group.id] = _random_subset(rng, group.size, ratio)
+        inputs, kernels = {}, {}
+        atom_keep = graph.atom_keep(keep)
+        for record in graph.records:
+            if input_ratio > 0 and _takes_input_mask(record):
+                read = np.flatnonzero(atom_keep[record.inputs[0].labels])
+                inputs[record.path] = read[_random_subset(rng, len(read), input_ratio)]
+            if kernel_ratio > 0 and _takes_kernel_mask(record):
+                shape = tuple(record.op.kernel.shape[-2:])
+                kernels[record.path] = rng.random(shape) >= kernel_ratio
+        return cls(keep, inputs=inputs, kernels=kernels, signature=graph.signature)
 
     def validate(self, graph):
         """Raises `InvalidPlanError` unless this plan fits ``graph``."""
@@ -109,12 +146,52 @@ class PruningPlan:
                     f"keeping {len(kept)} of its {group.size} channels. Leave it out of the plan."
                 )
 
+        atom_keep = graph.atom_keep(self.keep)
+        for path, kept in self.inputs.items():
+            record = _lower_level_layer(graph, path, "inputs")
+            n = len(record.inputs[0])
+            if kept[-1] >= n:
+                raise InvalidPlanError(
+                    f"Layer {path!r} reads {n} input channels. Received: inputs[{path!r}] with "
+                    f"index {kept[-1]}. Use indices below {n}."
+                )
+            if not np.isin(np.flatnonzero(atom_keep[record.inputs[0].labels]), kept).any():
+                raise InvalidPlanError(
+                    f"Layer {path!r} would read no input channel: inputs[{path!r}] keeps none of "
+                    f"the channels its groups keep. Received: inputs[{path!r}]={kept[:10]}. "
+                    "Keep at least one channel the upper level keeps."
+                )
+        for path, mask in self.kernels.items():
+            record = _lower_level_layer(graph, path, "kernels")
+            layer = record.op
+            if not _takes_kernel_mask(record):
+                raise InvalidPlanError(
+                    f"kernels masks apply to Conv (groups=1) and Dense layers. Received: "
+                    f"kernels[{path!r}] for {type(layer).__name__}. Use inputs[{path!r}] instead."
+                )
+            expected = tuple(layer.kernel.shape[-2:])
+            if mask.shape != expected:
+                raise InvalidPlanError(
+                    f"kernels[{path!r}] must have the shape of the layer's kernel (input "
+                    f"channels, filters) = {expected}. Received: shape {mask.shape}."
+                )
+
     def get_config(self):
-        return {"keep": {k: list(v) for k, v in self.keep.items()}, "signature": self.signature}
+        return {
+            "keep": {k: list(v) for k, v in self.keep.items()},
+            "inputs": {k: list(v) for k, v in self.inputs.items()},
+            "kernels": {k: _pack(v) for k, v in self.kernels.items()},
+            "signature": self.signature,
+        }
 
     @classmethod
     def from_config(cls, config):
-        return cls(config["keep"], signature=config.get("signature"))
+        return cls(
+            config["keep"],
+            inputs=config.get("inputs"),
+            kernels={k: _unpack(k, v) for k, v in config.get("kernels", {}).items()},
+            signature=config.get("signature"),
+        )
 
     def to_json(self):
         """The plan as a JSON string (see `from_json`)."""
@@ -141,7 +218,93 @@ class PruningPlan:
         return isinstance(other, PruningPlan) and self.get_config() == other.get_config()
 
     def __repr__(self):
-        return f"PruningPlan({len(self.keep)} groups pruned, signature={self.signature!r})"
+        lower = f", {len(self.inputs)} input masks" if self.inputs else ""
+        lower += f", {len(self.kernels)} kernel masks" if self.kernels else ""
+        return f"PruningPlan({len(self.keep)} groups pruned{lower}, signature={self.signature!r})"
+
+
+def _as_dict(name, value, example):
+    if value is None:
+        return {}.items()
+    if not isinstance(value, dict):
+        raise InvalidPlanError(
+            f"PruningPlan expects {name} as a dict. Received: {name}={type(value).__name__}. "
+            f"Example: {name}={example}."
+        )
+    return value.items()
+
+
+def _as_kernel_mask(path, mask):
+    array = np.asarray(mask)
+    if array.ndim != 2 or not (array.dtype == bool or np.isin(array, (0, 1)).all()):
+        raise InvalidPlanError(
+            f"kernels[{path!r}] must be a 2-D bool mask (input channels, filters). "
+            f"Received: an array of shape {array.shape} and dtype {array.dtype}."
+        )
+    return array.astype(bool)
+
+
+def _pack(mask):
+    packed = base64.b64encode(np.packbits(mask, axis=None).tobytes()).decode("ascii")
+    return {"shape": list(mask.shape), "bits": packed}
+
+
+def _unpack(path, value):
+    try:
+        shape = tuple(value["shape"])
+        bits = np.frombuffer(base64.b64decode(value["bits"]), dtype=np.uint8)
+    except (KeyError, TypeError, ValueError):
+        raise InvalidPlanError(
+            f"kernels[{path!r}] in a plan config must be {{'shape': [...], 'bits': base64}} "
+            f"as written by PruningPlan.get_config(). Received: {str(value)[:80]!r}."
+        ) from None
+    return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
+
+
+def _random_subset(rng, n, ratio):
+    return sorted(rng.choice(n, max(1, n - round(ratio * n)), replace=False).tolist())
+
+
+def _takes_input_mask(record):
+    """True for a channel-mixing layer (conv, dense; not grouped) whose first input is traced."""
+    op = record.op
+    if not record.inputs or record.inputs[0] is None or getattr(op, "groups", 1) != 1:
+        return False
+    if not getattr(op, "weights", None):
+        return False
+    all_kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
+    io = NodeIO(all_kept, (None,) * len(record.outputs), tuple(record.inputs),
+                tuple(record.outputs))
+    return mixes_channels(lookup(record.op), record.op, io)
+
+
+def _takes_kernel_mask(record):
+    """True for a conv or dense layer that takes input masks."""
+    handler = lookup(record.op)
+    return (
+        _takes_input_mask(record)
+        and isinstance(handler, ConvHandler)
+        and not isinstance(handler, ConvTransposeHandler)
+    )
+
+
+def _lower_level_layer(graph, path, name):
+    """The record of a channel-mixing layer with traced inputs, for lower-level masks."""
+    try:
+        record = graph.record(path)
+    except KeyError:
+        raise PlanMismatchError(
+            f"The plan's {name} names layer {path!r}, which model {graph.model_name!r} does "
+            f"not have. Received: {name}[{path!r}]. Use layer paths as in "
+            "kb.trace(model).records (nested layers are 'outer/inner')."
+        ) from None
+    if not _takes_input_mask(record):
+        raise InvalidPlanError(
+            f"Lower-level {name} masks apply to layers that mix traced input channels (convs "
+            f"with groups=1 and dense layers). Received: {name}[{path!r}] for "
+            f"{type(record.op).__name__}. Mask the group instead (keep=...)."
+        )
+    return record
 
 
 def _as_indices(group_id, indices):

@@ -1,5 +1,6 @@
 """The surgery invariants on every zoo model."""
 
+import keras
 import numpy as np
 import pytest
 from equivalence import (
@@ -33,6 +34,27 @@ def test_slim_model_equals_masked_model(zoo_model, seed, ratio):
     slim = assert_equivalent(model, plan, x)
     if plan.keep:
         assert slim.count_params() < model.count_params()
+
+
+def test_lower_level_masks_keep_slim_equal_to_masked(zoo_model):
+    model, x = zoo_model
+    graph = kb.trace(model)
+    plan = kb.PruningPlan.random(graph, ratio=0.3, seed=4, input_ratio=0.4, kernel_ratio=0.3)
+    slim = assert_equivalent(model, plan, x)
+    assert_save_load(slim, x)
+    selects = [layer for layer in _all_layers(slim) if isinstance(layer, kb.layers.ChannelSelect)]
+    assert len(selects) >= len(plan.inputs) > 0  # one per call of a shared layer
+    without_kernels = kb.PruningPlan(plan.keep, inputs=plan.inputs, signature=plan.signature)
+    assert plan.kernels and not np.allclose(
+        outputs(slim, x)[0], outputs(kb.apply_plan(model, without_kernels), x)[0]
+    )
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def test_slim_model_round_trips_and_original_is_untouched(zoo_model):

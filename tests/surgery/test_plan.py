@@ -102,3 +102,47 @@ def test_non_plan_and_bad_json_are_rejected(model):
 def test_bad_model_is_rejected_by_apply_plan():
     with pytest.raises(kb.UnsupportedModelError):
         kb.apply_plan(keras.layers.Dense(2), None)
+
+
+def test_lower_level_masks_round_trip_through_json(graph):
+    plan = kb.PruningPlan.random(graph, ratio=0.3, seed=5, input_ratio=0.5, kernel_ratio=0.5)
+    assert plan.inputs and plan.kernels
+    again = kb.PruningPlan.from_json(plan.to_json())
+    assert again == plan
+    for path, mask in plan.kernels.items():
+        np.testing.assert_array_equal(again.kernels[path], mask)
+    again.validate(graph)
+
+
+def _mixing_path(graph):
+    return next(r.path for r in graph.records if isinstance(r.op, keras.layers.Conv2D)
+                and r.inputs[0] is not None)
+
+
+def test_bad_lower_level_masks_are_rejected(graph):
+    conv = _mixing_path(graph)
+    n_in, n_out = graph.record(conv).op.kernel.shape[-2:]
+    bn = next(r.path for r in graph.records if isinstance(r.op, keras.layers.BatchNormalization))
+    cases = [
+        (kb.PruningPlan(inputs={"nope": [0]}), kb.PlanMismatchError, "does not have"),
+        (kb.PruningPlan(inputs={bn: [0]}), kb.InvalidPlanError, "mix traced input channels"),
+        (kb.PruningPlan(inputs={conv: [n_in]}), kb.InvalidPlanError, f"below {n_in}"),
+        (kb.PruningPlan(kernels={conv: np.ones((n_in + 1, n_out), bool)}),
+         kb.InvalidPlanError, "shape"),
+    ]
+    for plan, error, match in cases:
+        with pytest.raises(error, match=match):
+            plan.validate(graph)
+    with pytest.raises(kb.InvalidPlanError, match="2-D bool mask"):
+        kb.PruningPlan(kernels={conv: np.ones(3)})
+
+
+def test_input_mask_must_leave_a_channel_the_group_keeps(graph):
+    conv = _mixing_path(graph)
+    labels = graph.record(conv).inputs[0].labels
+    group = graph.groups[graph.atom_group[labels[0]]]
+    position = graph.atom_position[labels[0]]
+    keep = [p for p in range(group.size) if p != position]
+    plan = kb.PruningPlan({group.id: keep}, inputs={conv: [0]})
+    with pytest.raises(kb.InvalidPlanError, match="no input channel"):
+        plan.validate(graph)
