@@ -1,6 +1,6 @@
 """Layer handlers: how each layer class carries, ties and slices channels."""
 
-from keras_biprune.handlers.base import Channels, LayerHandler, NodeIO
+from keras_biprune.handlers.base import Channels, LayerHandler, NodeIO, positions
 from keras_biprune.handlers.channelwise import PassThroughHandler, PerChannelHandler
 from keras_biprune.handlers.registry import REGISTRY
 
@@ -38,5 +38,6 @@ __all__ = [
     "PassThroughHandler",
     "PerChannelHandler",
     "lookup",
+    "positions",
     "register_handler",
 ]

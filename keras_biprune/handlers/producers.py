@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis
+from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis, positions
 
 _CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
@@ -96,6 +96,12 @@ class ConvHandler(LayerHandler):
         kernel = take(kernel, self.kernel_out_axis, keep_out)
         return [kernel] + [take(b, -1, keep_out) for b in weights[1:]]
 
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        """Each kernel entry works once per output position (a Dense layer on
+        a rank > 2 tensor: once per entry of the non-batch, non-last axes)."""
+        shape = output_shapes[0]
+        return [positions(shape, self._axis(layer, len(shape)))]
+
 
 class DenseHandler(ConvHandler):
     """``Dense``: a kernel of shape (inputs, units) applied on the last axis."""
@@ -108,6 +114,11 @@ class ConvTransposeHandler(ConvHandler):
 
     kernel_in_axis = -1
     kernel_out_axis = -2
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        """Each kernel entry works once per *input* position."""
+        shape = input_shapes[0]
+        return [positions(shape, self._axis(layer, len(shape)))]
 
 
 class DepthwiseConvHandler(LayerHandler):
@@ -129,6 +140,10 @@ class DepthwiseConvHandler(LayerHandler):
     def prune_weights(self, layer, weights, io, take):
         kernel = take(weights[0], -2, io.inputs[0])
         return [kernel] + [take(b, -1, io.outputs[0]) for b in weights[1:]]
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        shape = output_shapes[0]
+        return [positions(shape, channel_axis(layer.data_format, len(shape)))]
 
 
 class SeparableConvHandler(LayerHandler):
@@ -157,3 +172,10 @@ class SeparableConvHandler(LayerHandler):
         pointwise = take(weights[1], -2, keep_mid, consumed=True)
         pointwise = take(pointwise, -1, keep_out)
         return [depthwise, pointwise] + [take(b, -1, keep_out) for b in weights[2:]]
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        """The depthwise kernel works at the (strided) output positions, and so
+        does the pointwise one."""
+        shape = output_shapes[0]
+        n = positions(shape, channel_axis(layer.data_format, len(shape)))
+        return [n, n]
