@@ -1,7 +1,5 @@
 """Layer surgery: rebuild a model as a new model with a plan's channels removed."""
 
-import math
-
 import keras
 import numpy as np
 
@@ -27,15 +25,8 @@ def _zero(array, axis, keep, consumed=False):
     return np.where(keep.reshape(view), array, np.zeros((), array.dtype))
 
 
-def _shape(array, axis, keep, consumed=False):
-    if keep is None:
-        return array
-    shape = list(array.shape)
-    shape[axis] = int(keep.sum())
-    return np.broadcast_to(np.int8(0), shape)
-
-
-def _node_io(record, atom_keep, plan):
+def node_io(record, atom_keep, plan):
+    """The `NodeIO` of a layer's record: what its handler keeps under ``plan``."""
     def masks(channel_list):
         return tuple(None if c is None else atom_keep[c.labels] for c in channel_list)
 
@@ -50,6 +41,11 @@ def _node_io(record, atom_keep, plan):
         tuple(record.outputs),
         plan.kernels.get(record.path),
     )
+
+
+def kernel_mask(io):
+    """The plan's (input channel, filter) mask of a kernel, sliced like the kernel."""
+    return _slice(_slice(io.kernel, 0, io.inputs[0]), 1, io.outputs[0])
 
 
 class _Rebuilder:
@@ -115,7 +111,7 @@ class _Rebuilder:
         return new
 
     def _io(self, record):
-        return _node_io(record, self.atom_keep, self.plan)
+        return node_io(record, self.atom_keep, self.plan)
 
     def _select_inputs(self, op, args):
         """Puts a ChannelSelect before a layer whose plan reads fewer channels than it gets."""
@@ -136,17 +132,15 @@ class _Rebuilder:
         io = self._io(self.records[id(op)])
         weights = lookup(op).prune_weights(op, op.get_weights(), io, self.take)
         if io.kernel is not None:
-            mask = io.kernel
-            if self.prune:
-                mask = _slice(_slice(mask, 0, io.inputs[0]), 1, io.outputs[0])
+            mask = kernel_mask(io) if self.prune else io.kernel
             index = [w is op.kernel for w in op.weights].index(True)
             weights[index] = weights[index] * mask
         self.new_ops[id(op)].set_weights(weights)
         self.weights_set.add(id(op))
 
 
-def _prepare(model, plan):
-    graph = trace(model)
+def checked_plan(graph, plan):
+    """``plan`` validated against ``graph``; ``None`` becomes a keep-all plan."""
     if plan is None:
         plan = PruningPlan.keep_all(graph)
     if not isinstance(plan, PruningPlan):
@@ -155,7 +149,12 @@ def _prepare(model, plan):
             "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
         )
     plan.validate(graph)
-    return graph, plan
+    return plan
+
+
+def _prepare(model, plan):
+    graph = trace(model)
+    return graph, checked_plan(graph, plan)
 
 
 def apply_plan(model, plan):
@@ -218,33 +217,3 @@ def masked_model(model, plan):
     """
     graph, plan = _prepare(model, plan)
     return _Rebuilder(graph, plan, prune=False).model(model)
-
-
-def count_params(graph, plan=None):
-    """The parameter count ``apply_plan(model, plan).count_params()`` will have.
-
-    Computed from the graph's weight shapes without building a model.
-
-    Args:
-        graph: a `ChannelGraph`.
-        plan: a `PruningPlan` for it (``None``: the unpruned count).
-
-    Example:
-
-    ```python
-    graph = kb.trace(model)
-    kb.count_params(graph, kb.PruningPlan.random(graph, ratio=0.5, seed=0))
-    ```
-    """
-    plan = PruningPlan.keep_all(graph) if plan is None else plan
-    plan.validate(graph)
-    atom_keep = graph.atom_keep(plan.keep)
-    total = 0
-    for record in graph.records:
-        op = record.op
-        if internals.is_graph_model(op) or not getattr(op, "weights", None):
-            continue
-        shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in op.weights]
-        for w in lookup(op).prune_weights(op, shapes, _node_io(record, atom_keep, plan), _shape):
-            total += math.prod(w.shape)
-    return total
