@@ -18,7 +18,7 @@ from keras_biprune.errors import (
     PlanMismatchError,
     UnsupportedModelError,
 )
-from keras_biprune.evaluate import Cost, CostReport, cost, count_params
+from keras_biprune.evaluate import Cost, CostReport, Evaluator, cost, count_params
 from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
 from keras_biprune.handlers import LayerHandler, register_handler
 from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
@@ -31,6 +31,7 @@ __all__ = [
     "ChannelGroup",
     "Cost",
     "CostReport",
+    "Evaluator",
     "GroupMember",
     "HandlerError",
     "InvalidPlanError",

@@ -24,3 +24,11 @@ class PlanMismatchError(InvalidPlanError):
 
 class HandlerError(BiPruneError, TypeError):
     """A layer handler is missing or does not implement the handler interface."""
+
+
+class DataError(BiPruneError, ValueError):
+    """Data cannot be read for the model: empty, wrongly shaped, or of an unknown kind."""
+
+
+class EvaluationError(BiPruneError, ValueError):
+    """Candidates cannot be scored: a bad metric, no plans, an unsupported model output."""

@@ -1,0 +1,170 @@
+"""The population evaluator: exact against apply_plan, adaptive BN, data forms, bad input."""
+
+import keras
+import numpy as np
+import pytest
+from zoo import ZOO, sample_input
+
+import keras_biprune as kb
+
+SINGLE_OUTPUT = sorted(name for name in ZOO if name != "multi_io")
+
+
+def _regression_data(model, n=24, seed=0):
+    x = sample_input(model, n=n)
+    y = np.random.default_rng(seed).normal(size=(n,) + tuple(model.output_shape[1:]))
+    return x, y.astype("float32")
+
+
+def _reference(model, plan, x, y, metric="mse"):
+    slim = kb.apply_plan(model, plan)
+    slim.compile(loss="mse", metrics=[metric])
+    return slim.evaluate(x, y, verbose=0, return_dict=True)[metric]
+
+
+@pytest.mark.parametrize("name", SINGLE_OUTPUT)
+def test_score_equals_apply_plan_then_evaluate(name):
+    model = ZOO[name]()
+    evaluator = kb.Evaluator(model, _regression_data(model), metric="mse", batch_size=8,
+                             eval_size=16, calibration_size=8, adaptive_bn=False,
+                             max_parallel=3)
+    graph = evaluator.graph
+    plans = [
+        kb.PruningPlan.random(graph, 0.5, seed=0),
+        kb.PruningPlan.random(graph, 0.3, seed=1, input_ratio=0.4),
+        kb.PruningPlan.random(graph, 0.3, seed=2, kernel_ratio=0.4),
+        kb.PruningPlan.keep_all(graph),
+    ]
+    scores = evaluator.evaluate(plans)
+    x = evaluator.x_eval[0]
+    expected = [_reference(model, p, x, evaluator.y_eval) for p in plans]
+    np.testing.assert_allclose(scores, expected, rtol=2e-4, atol=1e-6)
+    assert evaluator.n_evaluations == 4
+    if any(p.keep for p in plans[:3]):
+        assert len(set(np.round(scores, 6))) > 1
+
+
+def test_adaptive_bn_equals_slim_model_with_recomputed_statistics():
+    model = ZOO["plain_chain"]()  # conv-BN-ReLU twice, BN statistics randomized
+    x, y = _regression_data(model, n=40)
+    evaluator = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=24,
+                             calibration_size=16, max_parallel=2)
+    plan = kb.PruningPlan.random(evaluator.graph, 0.5, seed=3)
+    score = evaluator.evaluate_one(plan)
+
+    slim = kb.apply_plan(model, plan)
+    bns = [layer for layer in slim.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    taps = keras.Model(slim.inputs, [bn.input for bn in bns])
+    calibration = evaluator.x_calibration[0]
+    for bn, value in zip(bns, taps([calibration], training=True)):
+        value = np.asarray(value)
+        gamma, beta = bn.get_weights()[:2]
+        bn.set_weights([gamma, beta, value.mean(axis=(0, 1, 2)), value.var(axis=(0, 1, 2))])
+    slim.compile(loss="mse", metrics=["mse"])
+    expected = slim.evaluate(evaluator.x_eval[0], evaluator.y_eval, verbose=0,
+                             return_dict=True)["mse"]
+    np.testing.assert_allclose(score, expected, rtol=2e-4)
+    plain = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=24,
+                         calibration_size=16, adaptive_bn=False)
+    assert not np.isclose(plain.evaluate_one(plan), score, rtol=1e-3)
+
+
+def test_subsets_are_reproducible_and_disjoint():
+    model = ZOO["plain_chain"]()
+    x, y = _regression_data(model, n=60)
+    a = kb.Evaluator(model, (x, y), eval_size=20, calibration_size=10, random_state=1)
+    b = kb.Evaluator(model, (x, y), eval_size=20, calibration_size=10, random_state=1)
+    c = kb.Evaluator(model, (x, y), eval_size=20, calibration_size=10, random_state=2)
+    np.testing.assert_array_equal(a.x_eval[0], b.x_eval[0])
+    assert not np.array_equal(a.x_eval[0], c.x_eval[0])
+    flat = lambda arr: {row.tobytes() for row in arr}  # noqa: E731
+    assert not flat(a.x_eval[0]) & flat(a.x_calibration[0])
+    assert len(a.y_eval) == 20 and len(a.x_calibration[0]) == 10
+
+
+def test_dataset_and_py_dataset_give_the_array_scores():
+    import tensorflow as tf
+
+    model = ZOO["residual"]()
+    x, y = _regression_data(model, n=16)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+
+    plan = kb.PruningPlan.random(kb.trace(model), 0.5, seed=0)
+    scores = []
+    for data in ((x, y), tf.data.Dataset.from_tensor_slices((x, y)).batch(8), Batches()):
+        evaluator = kb.Evaluator(model, data, eval_size=16, calibration_size=4, metric="mse",
+                                 adaptive_bn=False)
+        scores.append(evaluator.evaluate_one(plan))
+    np.testing.assert_allclose(scores, scores[0], rtol=1e-5)
+
+
+def test_metrics_as_name_instance_and_callable_agree():
+    model = ZOO["plain_chain"]()
+    x = sample_input(model, n=20)
+    y = np.arange(20) % model.output_shape[-1]
+    plan = kb.PruningPlan.random(kb.trace(model), 0.5, seed=0)
+    settings = dict(eval_size=20, calibration_size=4, adaptive_bn=False)
+    by_name = kb.Evaluator(model, (x, y), metric="accuracy", **settings)
+    instance = kb.Evaluator(model, (x, y), metric=keras.metrics.SparseCategoricalAccuracy(),
+                            **settings)
+    function = kb.Evaluator(
+        model, (x, y), **settings,
+        metric=lambda t, p: np.mean(np.argmax(p, -1) == t),
+    )
+    scores = [e.evaluate_one(plan) for e in (by_name, instance, function)]
+    np.testing.assert_allclose(scores, scores[0])
+    assert by_name.greater_is_better
+    assert not kb.Evaluator(model, (x, y), metric="mse", **settings).greater_is_better
+
+
+def test_nan_candidate_gets_the_worst_score():
+    model = ZOO["plain_chain"]()
+    x, y = _regression_data(model, n=12)
+    graph = kb.trace(model)
+    for greater, worst in ((True, -np.inf), (False, np.inf)):
+        evaluator = kb.Evaluator(
+            model, (x, y), eval_size=12, calibration_size=4, adaptive_bn=False,
+            greater_is_better=greater,
+            metric=lambda t, p: np.nan if p[0, 0] != 0 else 1.0,
+        )
+        scores = evaluator.evaluate([kb.PruningPlan.random(graph, 0.5, seed=0)])
+        assert scores[0] == worst
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(data=(np.zeros((0, 12, 12, 3)), np.zeros((0,)))), kb.errors.DataError, "no batch"),
+        (dict(data=(np.zeros((4, 5, 5, 3)), np.zeros(4))), kb.errors.DataError, "shape"),
+        (dict(metric="no_such_metric"), kb.errors.EvaluationError, "Unknown metric"),
+        (dict(metric=42), kb.errors.EvaluationError, "metric must be"),
+        (dict(batch_size=0), kb.errors.EvaluationError, "positive int"),
+        (dict(data=np.zeros((4, 12, 12, 3))), kb.errors.DataError, "targets"),
+    ],
+)
+def test_bad_input_is_rejected_clearly(kwargs, error, match):
+    model = ZOO["plain_chain"]()
+    arguments = dict(data=_regression_data(model, n=8), metric="mse")
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match) as info:
+        kb.Evaluator(model, **arguments)
+    assert "Received" in str(info.value)
+
+
+def test_bad_populations_are_rejected_clearly():
+    model = ZOO["plain_chain"]()
+    evaluator = kb.Evaluator(model, _regression_data(model, n=8), metric="mse")
+    with pytest.raises(kb.errors.EvaluationError, match="P = 0"):
+        evaluator.evaluate([])
+    with pytest.raises(kb.errors.EvaluationError, match="evaluate_one"):
+        evaluator.evaluate(kb.PruningPlan())
+    with pytest.raises(kb.InvalidPlanError, match="plans\\[1\\]"):
+        evaluator.evaluate([kb.PruningPlan(), {"conv": [0]}])
+    with pytest.raises(kb.errors.EvaluationError, match="one output"):
+        kb.Evaluator(ZOO["multi_io"](), _regression_data(model, n=8))
