@@ -1,5 +1,6 @@
 """Batches of NumPy data from anything ``fit`` accepts as ``validation_data``."""
 
+import functools
 import itertools
 import math
 
@@ -77,11 +78,15 @@ def _cut(x, y, batch_size, who):
         )
     n = lengths.pop()
     for i in range(math.ceil(n / batch_size)):
-        part = slice(i * batch_size, (i + 1) * batch_size)
+        cut = functools.partial(_part, part=slice(i * batch_size, (i + 1) * batch_size))
         yield (
-            keras.tree.map_structure(lambda a: a[part], x),
-            None if y is None else keras.tree.map_structure(lambda a: a[part], y),
+            keras.tree.map_structure(cut, x),
+            None if y is None else keras.tree.map_structure(cut, y),
         )
+
+
+def _part(array, part):
+    return array[part]
 
 
 def _inputs(x, model, who):

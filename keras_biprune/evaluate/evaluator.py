@@ -225,7 +225,7 @@ class Evaluator:
             for path in kernel_paths:
                 shape = tuple(self.graph.record(path).op.kernel.shape[-2:])
                 kernel_masks[path].append(plan.kernels.get(path, np.ones(shape, bool)))
-        as_array = lambda lists: [np.asarray(lists[p], "float32") for p in lists]  # noqa: E731
+        as_array = lambda lists: [np.asarray(lists[p], "float32") for p in lists]
         return as_array(masks), as_array(kernel_masks)
 
     def _function(self, kind, kernel_paths):

@@ -77,7 +77,7 @@ def test_subsets_are_reproducible_and_disjoint():
     c = kb.Evaluator(model, (x, y), eval_size=20, calibration_size=10, random_state=2)
     np.testing.assert_array_equal(a.x_eval[0], b.x_eval[0])
     assert not np.array_equal(a.x_eval[0], c.x_eval[0])
-    flat = lambda arr: {row.tobytes() for row in arr}  # noqa: E731
+    flat = lambda arr: {row.tobytes() for row in arr}
     assert not flat(a.x_eval[0]) & flat(a.x_calibration[0])
     assert len(a.y_eval) == 20 and len(a.x_calibration[0]) == 10
 
@@ -109,7 +109,7 @@ def test_metrics_as_name_instance_and_callable_agree():
     x = sample_input(model, n=20)
     y = np.arange(20) % model.output_shape[-1]
     plan = kb.PruningPlan.random(kb.trace(model), 0.5, seed=0)
-    settings = dict(eval_size=20, calibration_size=4, adaptive_bn=False)
+    settings = {"eval_size": 20, "calibration_size": 4, "adaptive_bn": False}
     by_name = kb.Evaluator(model, (x, y), metric="accuracy", **settings)
     instance = kb.Evaluator(model, (x, y), metric=keras.metrics.SparseCategoricalAccuracy(),
                             **settings)
@@ -140,17 +140,17 @@ def test_nan_candidate_gets_the_worst_score():
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(data=(np.zeros((0, 12, 12, 3)), np.zeros((0,)))), kb.errors.DataError, "no batch"),
-        (dict(data=(np.zeros((4, 5, 5, 3)), np.zeros(4))), kb.errors.DataError, "shape"),
-        (dict(metric="no_such_metric"), kb.errors.EvaluationError, "Unknown metric"),
-        (dict(metric=42), kb.errors.EvaluationError, "metric must be"),
-        (dict(batch_size=0), kb.errors.EvaluationError, "positive int"),
-        (dict(data=np.zeros((4, 12, 12, 3))), kb.errors.DataError, "targets"),
+        ({"data": (np.zeros((0, 12, 12, 3)), np.zeros((0,)))}, kb.errors.DataError, "no batch"),
+        ({"data": (np.zeros((4, 5, 5, 3)), np.zeros(4))}, kb.errors.DataError, "shape"),
+        ({"metric": "no_such_metric"}, kb.errors.EvaluationError, "Unknown metric"),
+        ({"metric": 42}, kb.errors.EvaluationError, "metric must be"),
+        ({"batch_size": 0}, kb.errors.EvaluationError, "positive int"),
+        ({"data": np.zeros((4, 12, 12, 3))}, kb.errors.DataError, "targets"),
     ],
 )
 def test_bad_input_is_rejected_clearly(kwargs, error, match):
     model = ZOO["plain_chain"]()
-    arguments = dict(data=_regression_data(model, n=8), metric="mse")
+    arguments = {"data": _regression_data(model, n=8), "metric": "mse"}
     arguments.update(kwargs)
     with pytest.raises(error, match=match) as info:
         kb.Evaluator(model, **arguments)
