@@ -1,0 +1,1 @@
+"""Benchmarks of keras_biprune: trained reference models and the scripts that measure them."""
