@@ -10,7 +10,7 @@ slim = kb.apply_plan(model, plan)                        # a new, smaller model
 ```
 """
 
-from keras_biprune import errors, handlers, layers
+from keras_biprune import criteria, errors, handlers, layers
 from keras_biprune.errors import (
     BiPruneError,
     HandlerError,
@@ -42,6 +42,7 @@ __all__ = [
     "apply_plan",
     "cost",
     "count_params",
+    "criteria",
     "errors",
     "handlers",
     "layers",

@@ -1,0 +1,47 @@
+"""Channel importance criteria: which channels of a group matter most.
+
+Each criterion scores the positions of a channel group (higher = more
+important): from weights (`L1`, `L2`, `FPGM`, `BNScale`), at random
+(`Random`), or by running the model on a few batches of data (`APoZ`,
+`Taylor`, `HRank`). `select` turns per-group keep counts into a `PruningPlan`
+that keeps the best channels.
+
+Example:
+
+```python
+import keras_biprune as kb
+graph = kb.trace(model)
+plan = kb.criteria.select(graph, model, keep=0.5, criterion="fpgm")
+slim = kb.apply_plan(model, plan)
+```
+"""
+
+from keras_biprune.criteria.activations import ActivationCriterion, APoZ, HRank, Taylor
+from keras_biprune.criteria.base import Criterion, CriterionError, combine
+from keras_biprune.criteria.random_criterion import Random
+from keras_biprune.criteria.registry import TABLE, get, serialize
+from keras_biprune.criteria.select import keep_counts, plan_from_scores, scores, select
+from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale, WeightCriterion
+
+__all__ = [
+    "FPGM",
+    "L1",
+    "L2",
+    "TABLE",
+    "APoZ",
+    "ActivationCriterion",
+    "BNScale",
+    "Criterion",
+    "CriterionError",
+    "HRank",
+    "Random",
+    "Taylor",
+    "WeightCriterion",
+    "combine",
+    "get",
+    "keep_counts",
+    "plan_from_scores",
+    "scores",
+    "select",
+    "serialize",
+]
