@@ -26,6 +26,10 @@ class HandlerError(BiPruneError, TypeError):
     """A layer handler is missing or does not implement the handler interface."""
 
 
+class CriterionError(BiPruneError, ValueError):
+    """A criterion cannot score: unknown name, bad settings, nothing to score."""
+
+
 class DataError(BiPruneError, ValueError):
     """Data cannot be read for the model: empty, wrongly shaped, or of an unknown kind."""
 

@@ -17,11 +17,12 @@ slim = kb.apply_plan(model, plan)
 """
 
 from keras_biprune.criteria.activations import ActivationCriterion, APoZ, HRank, Taylor
-from keras_biprune.criteria.base import Criterion, CriterionError, combine
+from keras_biprune.criteria.base import Criterion, combine
 from keras_biprune.criteria.random_criterion import Random
 from keras_biprune.criteria.registry import TABLE, get, serialize
 from keras_biprune.criteria.select import keep_counts, plan_from_scores, scores, select
 from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale, WeightCriterion
+from keras_biprune.errors import CriterionError
 
 __all__ = [
     "FPGM",

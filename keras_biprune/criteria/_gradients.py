@@ -6,7 +6,7 @@ framework, and only inside the function for that backend.
 
 import keras
 
-from keras_biprune.criteria.base import CriterionError
+from keras_biprune.errors import CriterionError
 
 
 def gradient_function(fn):

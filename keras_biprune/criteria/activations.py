@@ -13,10 +13,11 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
-from keras_biprune.criteria._data import batches
+from keras_biprune._data import batches
 from keras_biprune.criteria._gradients import gradient_function
-from keras_biprune.criteria._program import GraphProgram
-from keras_biprune.criteria.base import Criterion, CriterionError, combine, position_scores
+from keras_biprune.criteria.base import Criterion, combine, position_scores
+from keras_biprune.errors import CriterionError
+from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import lookup
 from keras_biprune.handlers.channelwise import GlobalPoolingHandler, SpatialHandler
 from keras_biprune.handlers.producers import (
@@ -133,7 +134,7 @@ class ActivationCriterion(Criterion):
         gradients = self._gradients(program, model, numbers) if self.uses_gradients else None
         sums = {n: 0.0 for n in numbers}
         count = 0
-        for xs, y in batches(data, model, self.name, self.max_batches, self.batch_size,
+        for xs, y in batches(data, model, f"{self.name!r} criterion", self.max_batches, self.batch_size,
                              need_y=self.uses_gradients):
             xs = [np.asarray(x, dtype=t.dtype) for x, t in zip(xs, inputs)]
             _, taps = program.run([keras.ops.convert_to_tensor(x) for x in xs], numbers)

@@ -2,11 +2,7 @@
 
 import numpy as np
 
-from keras_biprune.errors import BiPruneError
-
-
-class CriterionError(BiPruneError, ValueError):
-    """A criterion cannot score: unknown name, missing or malformed data, nothing to score."""
+from keras_biprune.errors import CriterionError
 
 
 class Criterion:

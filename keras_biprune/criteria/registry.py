@@ -1,9 +1,10 @@
 """The one table of criteria by name, and lookup and serialization by name."""
 
 from keras_biprune.criteria.activations import APoZ, HRank, Taylor
-from keras_biprune.criteria.base import Criterion, CriterionError
+from keras_biprune.criteria.base import Criterion
 from keras_biprune.criteria.random_criterion import Random
 from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale
+from keras_biprune.errors import CriterionError
 
 TABLE = {cls.name: cls for cls in (L1, L2, FPGM, BNScale, Random, APoZ, Taylor, HRank)}
 

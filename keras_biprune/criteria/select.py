@@ -4,9 +4,9 @@ import numbers
 
 import numpy as np
 
-from keras_biprune.criteria.base import CriterionError, check_model
+from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.registry import get
-from keras_biprune.errors import InvalidPlanError, PlanMismatchError
+from keras_biprune.errors import CriterionError, InvalidPlanError, PlanMismatchError
 from keras_biprune.surgery import PruningPlan
 
 

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from keras_biprune.criteria.base import Criterion, CriterionError, combine
+from keras_biprune.criteria.base import Criterion, combine
+from keras_biprune.errors import CriterionError
 from keras_biprune.handlers import lookup
 from keras_biprune.handlers.producers import (
     ConvHandler,
