@@ -1,7 +1,6 @@
 """Scores many pruning plans fast: one masked copy of the model, a population per pass."""
 
 import logging
-import math
 
 import keras
 import numpy as np
@@ -44,8 +43,13 @@ class Evaluator:
     The evaluation and calibration subsets are drawn once, reproducibly from
     ``random_state``, and kept: every plan is scored on the same samples.
 
-    On a CPU, scoring P candidates in one pass costs as much as P single
-    passes (the CPU is compute-bound); the batching pays on a GPU.
+    On a CPU the batched pass saves little: the CPU is compute-bound, and P
+    candidates in one pass cost about as much as P single passes. There,
+    with the TensorFlow backend, the ``"sliced"`` engine runs each candidate
+    with its sliced weights through one relaxed-shape function, so a
+    candidate costs its own (smaller) number of operations; its scores are
+    the same. ``engine="auto"`` picks it when no GPU is visible and the
+    model's layers are all ones it supports, else the batched pass.
 
     Args:
         model: a functional or Sequential Keras model with one output. Not
@@ -68,11 +72,14 @@ class Evaluator:
             guessed from the metric's name (losses and errors are lower is
             better). NaN scores become the worst score, ``-inf`` or ``inf``.
         random_state: seed of the subsets' draw.
+        engine: ``"auto"``, ``"batched"`` (the masked population pass) or
+            ``"sliced"`` (each candidate at its own size; TensorFlow only).
         verbose: 0 silent, 1 a progress bar per `evaluate` call.
 
     Attributes:
         graph: the model's `ChannelGraph`.
         n_evaluations: plans scored so far.
+        engine: the engine in use, ``"batched"`` or ``"sliced"``.
         x_eval, y_eval: the evaluation subset (lists of arrays, one per
             model input; and the targets).
         x_calibration: the calibration subset.
@@ -91,7 +98,7 @@ class Evaluator:
 
     def __init__(self, model, data, *, metric="accuracy", batch_size=128, eval_size=1024,
                  calibration_size=256, adaptive_bn=True, max_parallel=None,
-                 greater_is_better=None, random_state=0, verbose=0):
+                 greater_is_better=None, random_state=0, engine="auto", verbose=0):
         self.graph = trace(model)
         if len(model.outputs) != 1:
             raise EvaluationError(
@@ -122,6 +129,30 @@ class Evaluator:
         self._prepare_steps()
         self._functions = {}
         self._baseline = None
+        self._sliced = self._choose_engine(engine)
+        self.engine = "batched" if self._sliced is None else "sliced"
+
+    def _choose_engine(self, engine):
+        if engine not in ("auto", "batched", "sliced"):
+            raise EvaluationError(
+                f"engine must be 'auto', 'batched' or 'sliced'. Received: engine={engine!r}."
+            )
+        if engine == "batched":
+            return None
+        reason = "the sliced engine needs the TensorFlow backend"
+        if keras.backend.backend() == "tensorflow":
+            from keras_biprune.evaluate import _sliced_tf
+
+            reason = _sliced_tf.unsupported_reason(self._program)
+            if reason is None:
+                return _sliced_tf.SlicedProgram(self.graph, self._program, self.adaptive_bn)
+        if engine == "sliced":
+            raise EvaluationError(
+                f"The sliced engine cannot run model {self.model.name!r}: {reason}. "
+                "Received: engine='sliced'. Use engine='batched' (or 'auto')."
+            )
+        logger.info("Evaluator uses the batched engine: %s.", reason)
+        return None
 
     def _draw(self, data, eval_size, calibration_size, seed):
         need = eval_size + calibration_size
@@ -196,19 +227,43 @@ class Evaluator:
         plans = _as_plans(plans)
         for plan in plans:
             plan.validate(self.graph)
+        if self._sliced is not None:
+            scores = self._evaluate_sliced(plans)
+        else:
+            scores = self._evaluate_batched(plans)
+        self.n_evaluations += len(plans)
+        return np.asarray(scores, dtype="float64")
+
+    def _progress(self, steps):
+        if not self.verbose:
+            return None
+        return keras.utils.Progbar(steps, verbose=self.verbose, unit_name="candidate")
+
+    def _evaluate_sliced(self, plans):
+        progress = self._progress(len(plans))
+        batches_ = [[_pad(a[i:i + self.batch_size], self.batch_size) for a in self.x_eval]
+                    for i in range(0, len(self.y_eval), self.batch_size)]
+        scores = []
+        for plan in plans:
+            outputs = self._sliced.scores(plan, self.x_calibration, batches_)
+            scores.append(self._score(np.concatenate(outputs)[: len(self.y_eval)]))
+            if progress is not None:
+                progress.add(1)
+        return scores
+
+    def _evaluate_batched(self, plans):
         kernel_paths = tuple(sorted({p for plan in plans for p in plan.kernels}))
         chunks = [plans[i:i + self.max_parallel] for i in range(0, len(plans), self.max_parallel)]
-        n_batches = math.ceil(len(self.y_eval) / self.batch_size)
-        progress = keras.utils.Progbar(len(chunks) * n_batches, verbose=self.verbose,
-                                       unit_name="pass") if self.verbose else None
+        progress = self._progress(len(plans))
         scores = []
         for chunk in chunks:
             masks, kernel_masks = self._encode(chunk, kernel_paths)
             stats = self._calibrate(masks, kernel_masks, kernel_paths)
-            predictions = self._predict(masks, kernel_masks, kernel_paths, stats, progress)
+            predictions = self._predict(masks, kernel_masks, kernel_paths, stats)
             scores.extend(self._score(p) for p in predictions[: len(chunk)])
-        self.n_evaluations += len(plans)
-        return np.asarray(scores, dtype="float64")
+            if progress is not None:
+                progress.add(len(chunk))
+        return scores
 
     def _encode(self, chunk, kernel_paths):
         """Per-consumer input masks ``(P, C)`` and kernel masks, padded to max_parallel."""
@@ -246,7 +301,7 @@ class Evaluator:
         _, stats = run(self.x_calibration, masks, kernel_masks, [])
         return stats
 
-    def _predict(self, masks, kernel_masks, kernel_paths, stats, progress):
+    def _predict(self, masks, kernel_masks, kernel_paths, stats):
         run = self._function("predict", kernel_paths)
         n = len(self.y_eval)
         outputs = []
@@ -255,8 +310,6 @@ class Evaluator:
             y, _ = run(xs, masks, kernel_masks, stats)
             y = keras.ops.convert_to_numpy(y)
             outputs.append(y.reshape((self.max_parallel, self.batch_size) + y.shape[1:]))
-            if progress is not None:
-                progress.add(1)
         return np.concatenate(outputs, axis=1)[:, :n]
 
     def _score(self, predictions):

@@ -8,6 +8,8 @@ from zoo import ZOO, sample_input
 import keras_biprune as kb
 
 SINGLE_OUTPUT = sorted(name for name in ZOO if name != "multi_io")
+SLICED = ["conv1d", "flatten_dense", "inception", "nested", "plain_chain", "residual",
+          "shared_layer"]
 
 
 def _regression_data(model, n=24, seed=0):
@@ -22,12 +24,16 @@ def _reference(model, plan, x, y, metric="mse"):
     return slim.evaluate(x, y, verbose=0, return_dict=True)[metric]
 
 
-@pytest.mark.parametrize("name", SINGLE_OUTPUT)
-def test_score_equals_apply_plan_then_evaluate(name):
+@pytest.mark.parametrize(
+    "name,engine",
+    [(name, "batched") for name in SINGLE_OUTPUT] + [(name, "sliced") for name in SLICED],
+)
+def test_score_equals_apply_plan_then_evaluate(name, engine):
     model = ZOO[name]()
     evaluator = kb.Evaluator(model, _regression_data(model), metric="mse", batch_size=8,
                              eval_size=16, calibration_size=8, adaptive_bn=False,
-                             max_parallel=3)
+                             max_parallel=3, engine=engine)
+    assert evaluator.engine == engine
     graph = evaluator.graph
     plans = [
         kb.PruningPlan.random(graph, 0.5, seed=0),
@@ -44,11 +50,12 @@ def test_score_equals_apply_plan_then_evaluate(name):
         assert len(set(np.round(scores, 6))) > 1
 
 
-def test_adaptive_bn_equals_slim_model_with_recomputed_statistics():
+@pytest.mark.parametrize("engine", ["batched", "sliced"])
+def test_adaptive_bn_equals_slim_model_with_recomputed_statistics(engine):
     model = ZOO["plain_chain"]()  # conv-BN-ReLU twice, BN statistics randomized
     x, y = _regression_data(model, n=40)
     evaluator = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=24,
-                             calibration_size=16, max_parallel=2)
+                             calibration_size=16, max_parallel=2, engine=engine)
     plan = kb.PruningPlan.random(evaluator.graph, 0.5, seed=3)
     score = evaluator.evaluate_one(plan)
 
@@ -67,6 +74,18 @@ def test_adaptive_bn_equals_slim_model_with_recomputed_statistics():
     plain = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=24,
                          calibration_size=16, adaptive_bn=False)
     assert not np.isclose(plain.evaluate_one(plan), score, rtol=1e-3)
+
+
+def test_auto_engine_falls_back_to_batched_for_unsupported_layers():
+    data = _regression_data(ZOO["plain_chain"](), n=8)
+    assert kb.Evaluator(ZOO["plain_chain"](), data, metric="mse").engine == "sliced"
+    model = ZOO["squeeze_excitation"]()
+    data = _regression_data(model, n=8)
+    assert kb.Evaluator(model, data, metric="mse").engine == "batched"
+    with pytest.raises(kb.errors.EvaluationError, match="Reshape"):
+        kb.Evaluator(model, data, metric="mse", engine="sliced")
+    with pytest.raises(kb.errors.EvaluationError, match="engine must be"):
+        kb.Evaluator(model, data, metric="mse", engine="fast")
 
 
 def test_subsets_are_reproducible_and_disjoint():

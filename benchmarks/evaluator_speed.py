@@ -1,0 +1,133 @@
+"""Candidates per second of three ways to score pruning plans, and their peak memory.
+
+(a) naive: ``apply_plan`` then ``model.evaluate`` per candidate;
+(b) per candidate: the evaluator's masked program, one candidate per compiled
+    call (mask assignment + one compiled predict);
+(c) population: the evaluator's masked program, ``P`` candidates per compiled
+    call (``engine="batched"``);
+(d) sliced: the evaluator's CPU engine, each candidate with its sliced weights
+    through one relaxed-shape function (``engine="sliced"``).
+
+Each method runs in its own process so its peak resident memory is its own.
+
+    python -m benchmarks.evaluator_speed [--models vgg_small resnet20] [--population 32]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+EVAL_IMAGES = 1024
+BATCH = 128
+RATIO = 0.5
+
+
+def _setup(name, population):
+    import keras_biprune as kb
+    from benchmarks.models import train_or_load
+    from keras_biprune.datasets import load_fashion_mnist
+
+    model, _ = train_or_load(name, verbose=0)
+    _, (x_test, y_test) = load_fashion_mnist()
+    x, y = x_test[:EVAL_IMAGES], y_test[:EVAL_IMAGES]
+    graph = kb.trace(model)
+    plans = [kb.PruningPlan.random(graph, RATIO, seed=s) for s in range(population)]
+    return model, x, y, plans
+
+
+def _naive(model, x, y, plans):
+    import keras_biprune as kb
+
+    scores = []
+    for plan in plans:
+        slim = kb.apply_plan(model, plan)
+        slim.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        scores.append(slim.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
+                      ["accuracy"])
+    return scores
+
+
+def _evaluator(model, x, y, plans, parallel, adaptive_bn, engine):
+    import keras_biprune as kb
+
+    evaluator = kb.Evaluator(model, (x, y), eval_size=len(x), calibration_size=256,
+                             batch_size=BATCH, max_parallel=parallel, adaptive_bn=adaptive_bn,
+                             engine=engine)
+    # Compile outside the timing, as a search does once (the sliced engine's
+    # function settles on relaxed shapes after a few different candidates).
+    evaluator.evaluate(plans[-3:])
+    return evaluator, lambda: evaluator.evaluate(plans)
+
+
+def run_one(name, method, population, adaptive_bn):
+    """Times one method in this process; returns a dict of figures."""
+    model, x, y, plans = _setup(name, population)
+    if method == "naive":
+        start = time.perf_counter()
+        scores = _naive(model, x, y, plans)
+    else:
+        parallel = population if method == "population" else 1
+        engine = "sliced" if method == "sliced" else "batched"
+        _, score_all = _evaluator(model, x, y, plans, parallel, adaptive_bn, engine)
+        start = time.perf_counter()
+        scores = score_all()
+    seconds = time.perf_counter() - start
+    return {
+        "model": name,
+        "method": method,
+        "adaptive_bn": adaptive_bn,
+        "population": population,
+        "seconds": seconds,
+        "candidates_per_s": population / seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "mean_score": float(np.mean(scores)),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vgg_small", "resnet20"])
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--one", nargs=3, metavar=("MODEL", "METHOD", "ADAPTIVE_BN"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="docs/benchmarks/evaluator_speed.json")
+    args = parser.parse_args(argv)
+    if args.one:
+        name, method, adaptive = args.one
+        print(json.dumps(run_one(name, method, args.population, adaptive == "1")))
+        return
+    rows = []
+    for name in args.models:
+        for method, adaptive in (("naive", "0"), ("per_candidate", "0"), ("population", "0"),
+                                 ("sliced", "0"), ("per_candidate", "1"), ("population", "1"),
+                                 ("sliced", "1")):
+            output = subprocess.run(
+                [sys.executable, "-m", "benchmarks.evaluator_speed", "--population",
+                 str(args.population), "--one", name, method, adaptive],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            row = json.loads(output.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{name:10s} {method:14s} adaptive_bn={adaptive}  "
+                  f"{row['candidates_per_s']:7.2f} candidates/s  "
+                  f"peak RSS {row['peak_rss_mib']:7.0f} MiB  mean score {row['mean_score']:.4f}",
+                  flush=True)
+    for name in args.models:
+        rate = {(r["method"], r["adaptive_bn"]): r["candidates_per_s"]
+                for r in rows if r["model"] == name}
+        for best in ("population", "sliced"):
+            print(f"{name}: {best} / naive = {rate[best, False] / rate['naive', False]:.2f}x, "
+                  f"{best} / per-candidate = {rate[best, False] / rate['per_candidate', False]:.2f}x"
+                  f" (no adaptive BN); with adaptive BN: {best} / per-candidate = "
+                  f"{rate[best, True] / rate['per_candidate', True]:.2f}x")
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

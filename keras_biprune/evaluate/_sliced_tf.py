@@ -1,0 +1,167 @@
+"""The CPU path of the evaluator (TensorFlow backend): each candidate at its own size.
+
+A CPU is compute-bound, so scoring a population in one masked pass costs as
+much as scoring it candidate by candidate at full width. Here each candidate
+runs with its *sliced* weights instead, and so costs its own, smaller number
+of multiply-accumulates. One ``tf.function`` over the flattened graph takes
+the weights as arguments with relaxed shapes: it is traced a few times, then
+serves every candidate, whatever its widths.
+
+Supported: channels_last ``Conv1D/2D`` (``groups=1``, not causal),
+``DepthwiseConv2D``, ``Dense``, ``BatchNormalization`` over the last axis,
+and weightless layers whose channels pass through unchanged (activations,
+pooling, padding, merges, concatenation, flatten, dropout). A model with
+anything else is scored by the masked program.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_biprune.handlers import lookup
+from keras_biprune.handlers.channelwise import (
+    GlobalPoolingHandler,
+    PassThroughHandler,
+    SpatialHandler,
+)
+from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
+from keras_biprune.handlers.reshaping import FlattenHandler
+from keras_biprune.surgery.apply import _slice, node_io
+from keras_biprune.surgery.plan import PruningPlan
+
+_SHAPE_FREE = (PassThroughHandler, SpatialHandler, GlobalPoolingHandler, MergeHandler,
+               ConcatenateHandler, FlattenHandler)
+
+
+def unsupported_reason(program):
+    """Why the sliced path cannot run this model (``None`` when it can)."""
+    if tf.config.list_logical_devices("GPU"):
+        return "a GPU is visible: the batched masked pass is faster there"
+    for step in program.steps:
+        op = step.op
+        if not getattr(op, "weights", None):
+            if isinstance(lookup(op), _SHAPE_FREE) and not _channels_first(op):
+                continue
+            return f"{step.path}: {type(op).__name__} is not supported by the sliced path"
+        kind = _kind(op)
+        if kind is None:
+            return f"{step.path}: {type(op).__name__} with these settings is not supported"
+    return None
+
+
+def _channels_first(op):
+    return getattr(op, "data_format", "channels_last") == "channels_first"
+
+
+def _kind(op):
+    if isinstance(op, keras.layers.BatchNormalization):
+        return "bn" if op.axis in (-1, len(op.input.shape) - 1) else None
+    if _channels_first(op) or len(getattr(op, "weights", [])) > 2:
+        return None
+    if isinstance(op, keras.layers.DepthwiseConv2D):
+        return "depthwise"
+    if isinstance(op, (keras.layers.Conv1D, keras.layers.Conv2D)) and not isinstance(
+        op, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+             keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+    ):
+        return "conv" if op.groups == 1 and op.padding != "causal" else None
+    if type(op) is keras.layers.Dense:
+        return "dense"
+    return None
+
+
+class SlicedProgram:
+    """Runs candidates one at a time with sliced weights, in one relaxed-shape function."""
+
+    def __init__(self, graph, program, adaptive_bn):
+        self.graph = graph
+        self.program = program
+        self.adaptive_bn = adaptive_bn
+        self.weighted = [s for s in program.steps if getattr(s.op, "weights", None)]
+        self._index = {id(s): i for i, s in enumerate(self.weighted)}
+        self._calibrate = tf.function(self._calibrate_fn, reduce_retracing=True)
+        self._predict = tf.function(self._predict_fn, reduce_retracing=True)
+
+    def weights(self, plan):
+        """Each weighted step's sliced weights under ``plan`` (lower-level masks as zeros)."""
+        atom_keep = self.graph.atom_keep(plan.keep)
+        upper = PruningPlan(plan.keep)
+        result = []
+        for step in self.weighted:
+            record = self.graph.record(step.path)
+            io = node_io(record, atom_keep, upper)
+            sliced = lookup(step.op).prune_weights(step.op, step.op.get_weights(), io, _slice)
+            if _kind(step.op) in ("conv", "dense"):
+                sliced[0] = sliced[0] * self._lower_mask(record, atom_keep, plan, io)
+            result.append([np.asarray(w, "float32") for w in sliced])
+        return result
+
+    def _lower_mask(self, record, atom_keep, plan, io):
+        """The plan's lower-level masks on a sliced (…, inputs, filters) kernel, as 0/1."""
+        full = node_io(record, atom_keep, plan)
+        carried = io.inputs[0]
+        rows = np.ones(1, "float32") if carried is None else full.inputs[0][carried]
+        mask = np.asarray(rows, "float32")[:, None]
+        if full.kernel is not None:
+            kernel = _slice(_slice(full.kernel, 0, carried), 1, io.outputs[0])
+            mask = mask * kernel
+        return mask
+
+    def scores(self, plan, x_calibration, batches):
+        """The outputs of each batch in ``batches`` for one plan (NumPy arrays)."""
+        weights = self.weights(plan)
+        stats = self._calibrate(x_calibration, weights) if self.adaptive_bn else []
+        return [self._predict(xs, weights, stats).numpy() for xs in batches]
+
+    def _calibrate_fn(self, xs, weights):
+        stats = []
+        self._run(xs, weights, None, stats)
+        return stats
+
+    def _predict_fn(self, xs, weights, stats):
+        return self._run(xs, weights, stats or None, None)
+
+    def _run(self, xs, weights, stats, collect):
+        bn_count = []
+
+        def call(step, args, kwargs):
+            index = self._index.get(id(step))
+            if index is None:
+                return step.op(*args, **kwargs)
+            op, w, x = step.op, weights[index], args[0]
+            kind = _kind(op)
+            if kind == "bn":
+                k = len(bn_count)
+                bn_count.append(k)
+                return _batch_norm(op, x, w, None if stats is None else stats[k], collect)
+            if kind == "conv":
+                y = tf.nn.convolution(x, w[0], strides=list(op.strides),
+                                      padding=op.padding.upper(),
+                                      dilations=list(op.dilation_rate))
+            elif kind == "depthwise":
+                y = tf.nn.depthwise_conv2d(x, w[0], strides=[1, *op.strides, 1],
+                                           padding=op.padding.upper(),
+                                           dilations=list(op.dilation_rate))
+            else:
+                y = tf.tensordot(x, w[0], [[len(x.shape) - 1], [0]])
+            if op.use_bias:
+                y = y + w[1]
+            return y if op.activation is None else op.activation(y)
+
+        outputs, _ = self.program.run(list(xs), call=call)
+        return outputs[0]
+
+
+def _batch_norm(layer, x, w, stats, collect):
+    names = [v.name for v in layer.weights]
+    values = dict(zip(names, w))
+    if stats is None and collect is not None:
+        axes = list(range(len(x.shape) - 1))
+        mean, variance = tf.nn.moments(x, axes)
+        collect.append((mean, variance))
+    elif stats is not None:
+        mean, variance = stats
+    else:
+        mean, variance = values["moving_mean"], values["moving_variance"]
+    return tf.nn.batch_normalization(x, mean, variance, values.get("beta"),
+                                     values.get("gamma"), layer.epsilon)
