@@ -23,7 +23,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg_small")
     parser.add_argument("--plans", type=int, default=20)
-    parser.add_argument("--finetune-images", type=int, default=8192)
+    parser.add_argument("--finetune-images", type=int, default=30000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", default="docs/benchmarks/evaluator_fidelity")
     args = parser.parse_args(argv)
@@ -58,7 +58,7 @@ def main(argv=None):
         slim = kb.apply_plan(model, plan)
         slim.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                      metrics=["accuracy"])
-        slim.fit(train, epochs=args.epochs, verbose=0)
+        slim.fit(train, epochs=args.epochs, verbose=0, shuffle=False)
         accuracy = slim.evaluate(x_test[HELD_OUT], y_test[HELD_OUT], batch_size=256,
                                  verbose=0, return_dict=True)["accuracy"]
         tuned.append(accuracy)
