@@ -23,7 +23,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg_small")
     parser.add_argument("--plans", type=int, default=20)
-    parser.add_argument("--finetune-images", type=int, default=30000)
+    parser.add_argument("--finetune-images", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", default="docs/benchmarks/evaluator_fidelity")
     args = parser.parse_args(argv)
@@ -56,9 +56,10 @@ def main(argv=None):
     tuned = []
     for i, plan in enumerate(plans):
         slim = kb.apply_plan(model, plan)
-        slim.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+        slim.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy",
                      metrics=["accuracy"])
         slim.fit(train, epochs=args.epochs, verbose=0, shuffle=False)
+        _recalibrate_batch_norm(slim, x_train[pick[:2048]])
         accuracy = slim.evaluate(x_test[HELD_OUT], y_test[HELD_OUT], batch_size=256,
                                  verbose=0, return_dict=True)["accuracy"]
         tuned.append(accuracy)
@@ -80,6 +81,19 @@ def main(argv=None):
     with open(args.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
     _plot(result, args.out + ".png")
+
+
+def _recalibrate_batch_norm(model, x):
+    """Sets every BatchNormalization's moving statistics to those of ``x``."""
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
 
 
 def _plot(result, path):
