@@ -26,7 +26,7 @@ from keras_biprune.handlers.channelwise import (
 )
 from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
 from keras_biprune.handlers.reshaping import FlattenHandler
-from keras_biprune.surgery.apply import _slice, node_io
+from keras_biprune.surgery.apply import _slice, kernel_mask, node_io
 from keras_biprune.surgery.plan import PruningPlan
 
 _SHAPE_FREE = (PassThroughHandler, SpatialHandler, GlobalPoolingHandler, MergeHandler,
@@ -85,7 +85,9 @@ class SlicedProgram:
     def weights(self, plan):
         """Each weighted step's sliced weights under ``plan`` (lower-level masks as zeros)."""
         atom_keep = self.graph.atom_keep(plan.keep)
-        upper = PruningPlan(plan.keep)
+        # Slice by the groups only: the layer still receives every channel its
+        # groups keep, so lower-level masks become zero kernel entries.
+        upper = PruningPlan(plan.keep, kernels=plan.kernels)
         result = []
         for step in self.weighted:
             record = self.graph.record(step.path)
@@ -96,16 +98,13 @@ class SlicedProgram:
             result.append([np.asarray(w, "float32") for w in sliced])
         return result
 
-    def _lower_mask(self, record, atom_keep, plan, io):
+    @staticmethod
+    def _lower_mask(record, atom_keep, plan, io):
         """The plan's lower-level masks on a sliced (…, inputs, filters) kernel, as 0/1."""
-        full = node_io(record, atom_keep, plan)
         carried = io.inputs[0]
-        rows = np.ones(1, "float32") if carried is None else full.inputs[0][carried]
+        rows = np.ones(1) if carried is None else node_io(record, atom_keep, plan).inputs[0][carried]
         mask = np.asarray(rows, "float32")[:, None]
-        if full.kernel is not None:
-            kernel = _slice(_slice(full.kernel, 0, carried), 1, io.outputs[0])
-            mask = mask * kernel
-        return mask
+        return mask if io.kernel is None else mask * kernel_mask(io)
 
     def scores(self, plan, x_calibration, batches):
         """The outputs of each batch in ``batches`` for one plan (NumPy arrays)."""

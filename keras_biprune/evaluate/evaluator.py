@@ -10,8 +10,7 @@ from keras_biprune._data import batches
 from keras_biprune.errors import EvaluationError, InvalidPlanError
 from keras_biprune.graph import trace
 from keras_biprune.graph.program import GraphProgram
-from keras_biprune.handlers import NodeIO, lookup
-from keras_biprune.handlers.base import mixes_channels
+from keras_biprune.handlers import reads_channels
 from keras_biprune.surgery.plan import PruningPlan
 
 logger = logging.getLogger(__name__)
@@ -182,6 +181,10 @@ class Evaluator:
         self.x_eval = [a[order[:n_eval]] for a in x]
         self.y_eval = y[order[:n_eval]]
         self.x_calibration = [a[calibration] for a in x]
+        self._eval_batches = [
+            [_pad(a[i:i + self.batch_size], self.batch_size) for a in self.x_eval]
+            for i in range(0, n_eval, self.batch_size)
+        ]
 
     def _prepare_steps(self):
         """Which steps read masked channels, and which are batch norms."""
@@ -193,12 +196,7 @@ class Evaluator:
                 self._bn_steps[id(step)] = len(self._bn_steps)
                 continue
             record = self.graph.record(step.path)
-            if not record.inputs or record.inputs[0] is None or step.path in self._consumers:
-                continue
-            kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
-            io = NodeIO(kept, (None,) * len(record.outputs), tuple(record.inputs),
-                        tuple(record.outputs))
-            if getattr(step.op, "weights", None) and mixes_channels(lookup(step.op), step.op, io):
+            if reads_channels(record):
                 self._consumers[step.path] = record.inputs[0]
         self._consumer_paths = sorted(self._consumers)
 
@@ -241,11 +239,9 @@ class Evaluator:
 
     def _evaluate_sliced(self, plans):
         progress = self._progress(len(plans))
-        batches_ = [[_pad(a[i:i + self.batch_size], self.batch_size) for a in self.x_eval]
-                    for i in range(0, len(self.y_eval), self.batch_size)]
         scores = []
         for plan in plans:
-            outputs = self._sliced.scores(plan, self.x_calibration, batches_)
+            outputs = self._sliced.scores(plan, self.x_calibration, self._eval_batches)
             scores.append(self._score(np.concatenate(outputs)[: len(self.y_eval)]))
             if progress is not None:
                 progress.add(1)
@@ -303,14 +299,12 @@ class Evaluator:
 
     def _predict(self, masks, kernel_masks, kernel_paths, stats):
         run = self._function("predict", kernel_paths)
-        n = len(self.y_eval)
         outputs = []
-        for start in range(0, n, self.batch_size):
-            xs = [_pad(a[start:start + self.batch_size], self.batch_size) for a in self.x_eval]
+        for xs in self._eval_batches:
             y, _ = run(xs, masks, kernel_masks, stats)
             y = keras.ops.convert_to_numpy(y)
             outputs.append(y.reshape((self.max_parallel, self.batch_size) + y.shape[1:]))
-        return np.concatenate(outputs, axis=1)[:, :n]
+        return np.concatenate(outputs, axis=1)[:, : len(self.y_eval)]
 
     def _score(self, predictions):
         worst = -np.inf if self.greater_is_better else np.inf

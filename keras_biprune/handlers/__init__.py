@@ -1,5 +1,7 @@
 """Layer handlers: how each layer class carries, ties and slices channels."""
 
+import numpy as np
+
 from keras_biprune.handlers.base import Channels, LayerHandler, NodeIO, positions
 from keras_biprune.handlers.channelwise import PassThroughHandler, PerChannelHandler
 from keras_biprune.handlers.registry import REGISTRY
@@ -8,6 +10,33 @@ from keras_biprune.handlers.registry import REGISTRY
 def lookup(op):
     """The handler for a layer or operation (an opaque one if none is registered)."""
     return REGISTRY.lookup(op)
+
+
+def reads_channels(record):
+    """True when a call's layer mixes the traced channels of its first input.
+
+    That is a layer whose handler slices an input-channel axis with
+    ``consumed=True`` (a conv or dense kernel): where a pruned channel stops
+    mattering. The masked reference model zeroes its kernel rows, the
+    evaluator masks its inputs, and plans may narrow what it reads.
+
+    Args:
+        record: the layer's call record (``ChannelGraph.record(path)``).
+    """
+    layer = record.op
+    if not record.inputs or record.inputs[0] is None or not getattr(layer, "weights", None):
+        return False
+    seen = []
+
+    def note(array, axis, keep, consumed=False):
+        seen.append(consumed)
+        return array
+
+    kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
+    io = NodeIO(kept, (None,) * len(record.outputs), tuple(record.inputs), tuple(record.outputs))
+    shapes = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
+    lookup(layer).prune_weights(layer, shapes, io, note)
+    return any(seen)
 
 
 def register_handler(layer_class, handler):
@@ -39,5 +68,6 @@ __all__ = [
     "PerChannelHandler",
     "lookup",
     "positions",
+    "reads_channels",
     "register_handler",
 ]

@@ -144,24 +144,6 @@ class LayerHandler:
         return ()
 
 
-def mixes_channels(handler, layer, io):
-    """True when ``handler`` slices an input-channel axis with ``consumed=True``.
-
-    Such a layer (a conv or dense kernel) is where a pruned channel stops
-    mattering: the masked reference model zeroes its kernel rows, and the
-    evaluator masks its inputs.
-    """
-    seen = []
-
-    def record(array, axis, keep, consumed=False):
-        seen.append(consumed)
-        return array
-
-    shapes = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
-    handler.prune_weights(layer, shapes, io, record)
-    return any(seen)
-
-
 def positions(shape, axis):
     """Entries per example of a tensor of ``shape`` along all but its ``axis``.
 

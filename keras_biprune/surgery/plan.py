@@ -7,8 +7,7 @@ import numbers
 import numpy as np
 
 from keras_biprune.errors import InvalidPlanError, PlanMismatchError
-from keras_biprune.handlers import NodeIO, lookup
-from keras_biprune.handlers.base import mixes_channels
+from keras_biprune.handlers import lookup, reads_channels
 from keras_biprune.handlers.producers import ConvHandler, ConvTransposeHandler
 
 _FORMAT = "keras_biprune.PruningPlan"
@@ -267,15 +266,7 @@ def _random_subset(rng, n, ratio):
 
 def _takes_input_mask(record):
     """True for a channel-mixing layer (conv, dense; not grouped) whose first input is traced."""
-    op = record.op
-    if not record.inputs or record.inputs[0] is None or getattr(op, "groups", 1) != 1:
-        return False
-    if not getattr(op, "weights", None):
-        return False
-    all_kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
-    io = NodeIO(all_kept, (None,) * len(record.outputs), tuple(record.inputs),
-                tuple(record.outputs))
-    return mixes_channels(lookup(record.op), record.op, io)
+    return getattr(record.op, "groups", 1) == 1 and reads_channels(record)
 
 
 def _takes_kernel_mask(record):
