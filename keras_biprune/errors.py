@@ -36,3 +36,7 @@ class DataError(BiPruneError, ValueError):
 
 class EvaluationError(BiPruneError, ValueError):
     """Candidates cannot be scored: a bad metric, no plans, an unsupported model output."""
+
+
+class SearchError(BiPruneError, ValueError):
+    """A search was configured with bad settings, or cannot resume from a checkpoint."""

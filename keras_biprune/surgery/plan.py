@@ -104,10 +104,10 @@ class PruningPlan:
         inputs, kernels = {}, {}
         atom_keep = graph.atom_keep(keep)
         for record in graph.records:
-            if input_ratio > 0 and _takes_input_mask(record):
+            if input_ratio > 0 and takes_input_mask(record):
                 read = np.flatnonzero(atom_keep[record.inputs[0].labels])
                 inputs[record.path] = read[_random_subset(rng, len(read), input_ratio)]
-            if kernel_ratio > 0 and _takes_kernel_mask(record):
+            if kernel_ratio > 0 and takes_kernel_mask(record):
                 shape = tuple(record.op.kernel.shape[-2:])
                 kernels[record.path] = rng.random(shape) >= kernel_ratio
         return cls(keep, inputs=inputs, kernels=kernels, signature=graph.signature)
@@ -163,7 +163,7 @@ class PruningPlan:
         for path, mask in self.kernels.items():
             record = _lower_level_layer(graph, path, "kernels")
             layer = record.op
-            if not _takes_kernel_mask(record):
+            if not takes_kernel_mask(record):
                 raise InvalidPlanError(
                     f"kernels masks apply to Conv (groups=1) and Dense layers. Received: "
                     f"kernels[{path!r}] for {type(layer).__name__}. Use inputs[{path!r}] instead."
@@ -264,16 +264,16 @@ def _random_subset(rng, n, ratio):
     return sorted(rng.choice(n, max(1, n - round(ratio * n)), replace=False).tolist())
 
 
-def _takes_input_mask(record):
+def takes_input_mask(record):
     """True for a channel-mixing layer (conv, dense; not grouped) whose first input is traced."""
     return getattr(record.op, "groups", 1) == 1 and reads_channels(record)
 
 
-def _takes_kernel_mask(record):
+def takes_kernel_mask(record):
     """True for a conv or dense layer that takes input masks."""
     handler = lookup(record.op)
     return (
-        _takes_input_mask(record)
+        takes_input_mask(record)
         and isinstance(handler, ConvHandler)
         and not isinstance(handler, ConvTransposeHandler)
     )
@@ -289,7 +289,7 @@ def _lower_level_layer(graph, path, name):
             f"not have. Received: {name}[{path!r}]. Use layer paths as in "
             "kb.trace(model).records (nested layers are 'outer/inner')."
         ) from None
-    if not _takes_input_mask(record):
+    if not takes_input_mask(record):
         raise InvalidPlanError(
             f"Lower-level {name} masks apply to layers that mix traced input channels (convs "
             f"with groups=1 and dense layers). Received: {name}[{path!r}] for "

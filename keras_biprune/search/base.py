@@ -1,0 +1,167 @@
+"""What the searches share: settings, criterion seeding, the upper encoding, results."""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from keras_biprune import criteria
+from keras_biprune.errors import SearchError
+from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
+from keras_biprune.search.front import ParetoFront, Solution
+from keras_biprune.search.objective import Objective, plan_key
+from keras_biprune.search.space import Budget, UpperEncoding
+from keras_biprune.surgery import PruningPlan
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search returns.
+
+    Attributes:
+        best: the best `Solution` by the search's fitness.
+        front: the `ParetoFront` of the plans it found (score against cost).
+        history: one dict per generation (``generation``, ``best``, ``mean``
+            fitness, ``evaluations``, ``elapsed`` seconds, and more per search).
+        n_evaluations: plans the evaluator scored.
+    """
+
+    best: Solution
+    front: ParetoFront
+    history: list
+    n_evaluations: int
+
+
+class Search:
+    """Base of the searches: arguments are stored; `run` does the work.
+
+    Args:
+        evaluator: a `keras_biprune.Evaluator` of the model to prune.
+        target: kept share of the cost measure, in (0, 1], or None. Upper
+            plans are repaired to it (see `keras_biprune.search.Budget`).
+        measure: ``"flops"``, ``"params"`` or ``"filters"``.
+        max_accuracy_drop: the accuracy constraint ε, in the metric's units
+            (see `keras_biprune.search.Objective`), or None.
+        criterion: ranks channels: which ones a width gene keeps, which ones
+            a repair drops, and the seeds of the first population. A name or
+            a `keras_biprune.criteria.Criterion`.
+        criterion_data: data for a data criterion (default: the evaluator's
+            evaluation subset).
+        encoding: ``"mask"`` (one bit per filter) or ``"width"`` (one gene
+            per group, in steps of ``round_to``).
+        round_to: width step; kept counts are multiples of it.
+        min_channels: fewest channels a group keeps.
+        max_prune_ratio: largest share of a group that may be pruned.
+        population_size: individuals per population (island).
+        generations: generations of the (upper-level) search.
+        max_evaluations: a cap on evaluated plans; the run stops at the end of
+            the generation that reaches it.
+        random_state: seed of everything random; the same seed gives the
+            same result.
+        checkpoint_dir: a directory where the state is saved after every
+            generation; a run started with a directory holding a state of the
+            same settings resumes from it.
+        verbose: 0 silent, 1 a progress bar over generations.
+    """
+
+    _progress_keys = ("best", "mean", "evaluations")
+
+    def __init__(self, evaluator, *, target=None, measure="flops", max_accuracy_drop=None,
+                 criterion="l1", criterion_data=None, encoding="mask", round_to=1,
+                 min_channels=1, max_prune_ratio=0.9, population_size=16, generations=10,
+                 max_evaluations=None, random_state=0, checkpoint_dir=None, verbose=1):
+        self.evaluator = evaluator
+        self.target = target
+        self.measure = measure
+        self.max_accuracy_drop = max_accuracy_drop
+        self.criterion = criterion
+        self.criterion_data = criterion_data
+        self.encoding = encoding
+        self.round_to = round_to
+        self.min_channels = min_channels
+        self.max_prune_ratio = max_prune_ratio
+        self.population_size = population_size
+        self.generations = generations
+        self.max_evaluations = max_evaluations
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+
+    def get_config(self):
+        """The search's settings as plain data (no evaluator, no data)."""
+        skip = {"evaluator", "criterion_data", "checkpoint_dir", "verbose"}
+        config = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip}
+        config["criterion"] = criteria.serialize(criteria.get(self.criterion))
+        return config
+
+    def _setup(self):
+        """Validates the settings and builds the encoding, budget, objective and checkpoint."""
+        for name in ("population_size", "generations"):
+            value = getattr(self, name)
+            low = 2 if name == "population_size" else 1
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
+        graph = self.evaluator.graph
+        criterion = criteria.get(self.criterion)
+        data = self.criterion_data
+        if data is None and criterion.requires_data:
+            x = self.evaluator.x_eval
+            data = (x[0] if len(x) == 1 else tuple(x), self.evaluator.y_eval)
+        self._scores = criteria.scores(graph, self.evaluator.model, criterion, data)
+        self._upper = UpperEncoding(graph, self._scores, self.encoding, self.round_to,
+                                    self.min_channels, self.max_prune_ratio)
+        self._budget = Budget(graph, self.target, self.measure)
+        self._objective = Objective(self.evaluator, self._budget, self.max_accuracy_drop,
+                                    self.max_evaluations)
+        self._checkpoint = Checkpoint(self.checkpoint_dir, self.get_config())
+        self._decoded = {}
+
+    def _decode(self, genome):
+        """The repaired upper plan of a genome (cached)."""
+        key = np.asarray(genome, dtype=np.int64).tobytes()
+        if key not in self._decoded:
+            self._decoded[key] = self._upper.decode(genome, self._budget)
+        return self._decoded[key]
+
+    def _seed_population(self, size, *coordinates):
+        """Criterion seeds (the uniform plans from keep-all down to the floors), then random."""
+        rng = np.random.default_rng(seed_for(self.random_state, "seed", *coordinates))
+        groups = self._upper.groups
+        n_seeds = max(1, size // 2)
+        rows = [self._upper.encode_counts({g.id: max(1, round(f * g.size)) for g in groups})
+                for f in np.linspace(1.0, 1.0 - self.max_prune_ratio, n_seeds + 1)[:n_seeds]]
+        while len(rows) < size:
+            if self._upper.kind == "mask":
+                rows.append((rng.random(self._upper.n_genes) < rng.uniform(0.2, 1.0))
+                            .astype(np.int64))
+            else:
+                rows.append(np.array([rng.choice(space) for space in self._upper.gene_space]))
+        return np.stack(rows)
+
+    def _progress(self, start):
+        return Progress(self.generations, self.verbose, self._progress_keys, start)
+
+    def _solution(self, plan):
+        score, cost = self._objective.cache[plan_key(plan)]
+        return Solution(plan, score, cost)
+
+    def _record(self, generation, fitness, elapsed, **extra):
+        fitness = np.asarray(fitness, dtype="float64")
+        return {"generation": generation, "best": float(np.max(fitness)),
+                "mean": float(np.mean(fitness[np.isfinite(fitness)])) if np.isfinite(
+                    fitness).any() else float("nan"),
+                "evaluations": self._objective.n_evaluations, "elapsed": elapsed, **extra}
+
+    def _front(self, plans):
+        feasible = [self._solution(p) for p in plans]
+        feasible = [s for s in feasible
+                    if self._objective.violation(np.array([s.score]), np.array([s.cost]))[0] == 0]
+        return ParetoFront(feasible, self.evaluator.greater_is_better, self.measure)
+
+    @staticmethod
+    def _plan_state(plans):
+        return [p.get_config() for p in plans]
+
+    @staticmethod
+    def _plans_from_state(configs):
+        return [PruningPlan.from_config(c) for c in configs]

@@ -1,0 +1,123 @@
+"""What the searches optimize: evaluator score and cost of a plan, and one fitness."""
+
+import hashlib
+import numbers
+
+import numpy as np
+
+from keras_biprune.errors import SearchError
+
+
+class Objective:
+    """Scores plans with the evaluator, prices them with a `Budget`, and caches both.
+
+    The fitness every search maximizes is one number per plan:
+
+    - With ``max_accuracy_drop`` (ε): a plan whose score is within ε of the
+      unpruned model's is *feasible* and gets ``1 - cost`` (smaller is
+      better; in [0, 1)). An infeasible plan gets ``-(violation)``, where the
+      violation adds the score drop beyond ε and ten times the cost above
+      the budget's target, so it is always below every feasible plan and a
+      smaller violation is better. This is the bi-level papers' problem:
+      minimize filters (or FLOPs) subject to accuracy.
+    - Without ε: the oriented score (higher is better) minus ten times the
+      cost above the target: the best accuracy within the budget.
+
+    The oriented score is the evaluator's score, negated when lower is better
+    (losses). Scores are in the metric's units (accuracy 0.01 = one point).
+
+    Args:
+        evaluator: a `keras_biprune.Evaluator`.
+        budget: a `Budget` (its target may be None).
+        max_accuracy_drop: ε, or None.
+        max_evaluations: plans the evaluator may score (None: no limit).
+    """
+
+    def __init__(self, evaluator, budget, max_accuracy_drop=None, max_evaluations=None):
+        if max_accuracy_drop is not None and (
+                not isinstance(max_accuracy_drop, numbers.Real) or max_accuracy_drop < 0):
+            raise SearchError(
+                "max_accuracy_drop must be a number >= 0 in the metric's units, or None. "
+                f"Received: max_accuracy_drop={max_accuracy_drop!r}. Use e.g. 0.01 for one "
+                "point of accuracy."
+            )
+        if max_accuracy_drop is None and budget.target is None:
+            raise SearchError(
+                "Nothing to optimize: give a cost target (e.g. target_flops=0.5) or "
+                "max_accuracy_drop (e.g. 0.01), or both. Received: neither."
+            )
+        if max_evaluations is not None and (
+                not isinstance(max_evaluations, numbers.Integral) or max_evaluations < 1):
+            raise SearchError(
+                f"max_evaluations must be a positive int or None. Received: "
+                f"max_evaluations={max_evaluations!r}."
+            )
+        self.evaluator = evaluator
+        self.budget = budget
+        self.max_accuracy_drop = max_accuracy_drop
+        self.max_evaluations = max_evaluations
+        self.sign = 1.0 if evaluator.greater_is_better else -1.0
+        self.baseline = self.sign * evaluator.baseline
+        self.cache = {}
+        self.n_evaluations = 0
+
+    @property
+    def exhausted(self):
+        """True once ``max_evaluations`` plans have been scored."""
+        return self.max_evaluations is not None and self.n_evaluations >= self.max_evaluations
+
+    def measure(self, plans):
+        """``(scores, costs)`` of plans: evaluator scores and cost shares, cached."""
+        keys = [plan_key(p) for p in plans]
+        todo = {}
+        for key, plan in zip(keys, plans):
+            if key not in self.cache and key not in todo:
+                todo[key] = plan
+        if todo:
+            scores = self.evaluator.evaluate(list(todo.values()))
+            self.n_evaluations += len(todo)
+            for (key, plan), score in zip(todo.items(), scores):
+                self.cache[key] = (float(score), float(self.budget.ratio(plan)))
+        values = np.array([self.cache[k] for k in keys], dtype="float64").reshape(-1, 2)
+        return values[:, 0], values[:, 1]
+
+    def drop(self, scores):
+        """How far below the unpruned model each score is (in the metric's units)."""
+        return self.baseline - self.sign * np.asarray(scores)
+
+    def violation(self, scores, costs):
+        """0 for feasible plans, else how far they are outside the constraints."""
+        over = 0.0 if self.budget.target is None else np.maximum(0.0, costs - self.budget.target)
+        out = 10.0 * over
+        if self.max_accuracy_drop is not None:
+            out = out + np.maximum(0.0, self.drop(scores) - self.max_accuracy_drop)
+        return out * np.ones_like(costs)
+
+    def fitness(self, scores, costs):
+        """The scalar fitness (higher is better) of measured plans; see the class doc."""
+        violation = self.violation(scores, costs)
+        if self.max_accuracy_drop is None:
+            return self.sign * np.asarray(scores) - violation
+        return np.where(violation > 0, -violation, 1.0 - costs)
+
+    def __call__(self, plans):
+        """The scalar fitness of plans (measures them first)."""
+        return self.fitness(*self.measure(plans))
+
+    def state(self):
+        return {"cache": dict(self.cache), "n_evaluations": self.n_evaluations}
+
+    def restore(self, state):
+        self.cache = dict(state["cache"])
+        self.n_evaluations = state["n_evaluations"]
+
+
+def plan_key(plan):
+    """A short hash identifying a plan's content."""
+    digest = hashlib.sha1()
+    for name, part in (("keep", plan.keep), ("inputs", plan.inputs)):
+        for k in sorted(part):
+            digest.update(f"{name}:{k}:{part[k]}".encode())
+    for k in sorted(plan.kernels):
+        digest.update(f"kernels:{k}:".encode() + np.packbits(plan.kernels[k]).tobytes())
+    return digest.hexdigest()

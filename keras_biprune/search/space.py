@@ -1,0 +1,301 @@
+"""Genome encodings: how a row of integers becomes a `PruningPlan`.
+
+Every encoding is a list of *slots*. A slot owns a list of channels ranked
+best first (by a criterion) and one integer gene; the gene says how many of
+them stay. A mask encoding has one channel per slot and a 0/1 gene, one bit
+per filter or per input channel, as in the papers. A width encoding has one
+slot per group (or per layer, or per filter) whose gene is a keep count in
+steps, and the criterion chooses which channels: it scales to models with
+tens of thousands of channels.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from keras_biprune.errors import SearchError
+from keras_biprune.evaluate import cost
+from keras_biprune.surgery import PruningPlan
+from keras_biprune.surgery.plan import takes_input_mask, takes_kernel_mask
+
+KINDS = ("mask", "width")
+GRANULARITIES = ("layer", "filter")
+MEASURES = ("flops", "params", "filters")
+
+
+class UpperEncoding:
+    """Filters each group keeps: one bit per filter, or one width gene per group.
+
+    Decoding enforces the per-group floors by *repair*: a group keeps at
+    least ``min_channels`` channels and at least ``(1 - max_prune_ratio)`` of
+    them; when a genome keeps fewer, the best-ranked missing channels are
+    added back. The cost budget is enforced by `Budget.repair`.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        scores: ``{group_id: scores}`` ranking each group's channels (higher
+            is more important), e.g. from `keras_biprune.criteria.scores`.
+        kind: ``"mask"`` (one bit per filter) or ``"width"`` (one gene per
+            group: keep ``gene * round_to`` channels, at most the group size).
+        round_to: width step of the ``"width"`` kind.
+        min_channels: fewest channels a group keeps.
+        max_prune_ratio: largest share of a group that may be pruned.
+    """
+
+    def __init__(self, graph, scores, kind="mask", round_to=1, min_channels=1,
+                 max_prune_ratio=1.0):
+        _check_choice("kind", kind, KINDS)
+        _check_int("round_to", round_to, 1)
+        _check_int("min_channels", min_channels, 1)
+        if not isinstance(max_prune_ratio, numbers.Real) or not 0 < max_prune_ratio <= 1:
+            raise SearchError(
+                f"max_prune_ratio must be in (0, 1]. Received: max_prune_ratio="
+                f"{max_prune_ratio!r}. Use e.g. 0.8 to keep at least 20% of every group."
+            )
+        self.graph = graph
+        self.kind = kind
+        self.round_to = round_to
+        self.groups = graph.prunable_groups
+        if not self.groups:
+            raise SearchError(
+                f"Model {graph.model_name!r} has no prunable channel group, so there is "
+                "nothing to search. See kb.trace(model).summary() for why each group is frozen."
+            )
+        self.ranking = {g.id: np.argsort(-np.asarray(scores[g.id], float), kind="stable")
+                        for g in self.groups}
+        self.floor = {g.id: min(g.size, max(min_channels,
+                                            math.ceil((1 - max_prune_ratio) * g.size - 1e-9)))
+                      for g in self.groups}
+        if kind == "mask":
+            self.gene_space = [[0, 1]] * sum(g.size for g in self.groups)
+        else:
+            self.gene_space = [list(range(1, math.ceil(g.size / round_to) + 1))
+                               for g in self.groups]
+        self.n_genes = len(self.gene_space)
+
+    def full(self):
+        """The genome that keeps everything."""
+        return np.array([space[-1] for space in self.gene_space], dtype=np.int64)
+
+    def encode_counts(self, counts):
+        """A genome keeping ``counts[group_id]`` best-ranked channels per group."""
+        genome = []
+        for g in self.groups:
+            n = counts.get(g.id, g.size)
+            if self.kind == "width":
+                genome.append(max(1, min(math.ceil(n / self.round_to),
+                                         self.gene_space[len(genome)][-1])))
+            else:
+                bits = np.zeros(g.size, dtype=np.int64)
+                bits[self.ranking[g.id][:n]] = 1
+                genome.extend(bits)
+        return np.array(genome, dtype=np.int64)
+
+    def encode_plan(self, plan):
+        """The mask genome of a plan's kept channels (``"mask"`` kind only)."""
+        if self.kind != "mask":
+            return self.encode_counts({k: len(v) for k, v in plan.keep.items()})
+        genome = []
+        for g in self.groups:
+            bits = np.zeros(g.size, dtype=np.int64)
+            bits[list(plan.keep.get(g.id, range(g.size)))] = 1
+            genome.extend(bits)
+        return np.array(genome, dtype=np.int64)
+
+    def kept(self, genome):
+        """``{group_id: kept positions, best-ranked first}`` before the budget."""
+        genome = np.asarray(genome, dtype=np.int64)
+        keep, start = {}, 0
+        for i, g in enumerate(self.groups):
+            ranked = self.ranking[g.id]
+            if self.kind == "mask":
+                bits = genome[start:start + g.size]
+                start += g.size
+                chosen = ranked[bits[ranked] > 0]
+            else:
+                chosen = ranked[:min(g.size, int(genome[i]) * self.round_to)]
+            if len(chosen) < self.floor[g.id]:
+                missing = ranked[~np.isin(ranked, chosen)]
+                chosen = ranked[np.isin(ranked, np.concatenate(
+                    [chosen, missing[:self.floor[g.id] - len(chosen)]]))]
+            keep[g.id] = chosen
+        return keep
+
+    def decode(self, genome, budget=None):
+        """The `PruningPlan` of a genome, repaired to ``budget`` when given."""
+        keep = self.kept(genome)
+        if budget is not None:
+            keep = budget.repair(self, keep)
+        return self.plan(keep)
+
+    def plan(self, keep):
+        return PruningPlan({k: sorted(v.tolist()) for k, v in keep.items()
+                            if len(v) < self.graph.group(k).size},
+                           signature=self.graph.signature)
+
+
+class LowerEncoding:
+    """Input channels each layer (or each filter) reads, given the upper level.
+
+    Granularity ``"layer"``: a conv or dense layer drops some of its input
+    channels (``PruningPlan.inputs``, realized structurally). With kind
+    ``"mask"`` one bit per (layer, input channel); with ``"width"`` one gene
+    per layer, the share of its read channels it keeps in ``levels`` steps,
+    chosen by the L1 norm of the kernel rows.
+
+    Granularity ``"filter"``: each filter of a conv or dense layer drops some
+    of its input channels (``PruningPlan.kernels``, exact zeros). One gene per
+    (layer, filter): the share of the read channels it keeps in ``levels``
+    steps, chosen by the L1 norm of that filter's kernel slices. (One bit per
+    kernel entry would be in × out genes per layer.)
+
+    Genes refer to the original model's channels, so a genome means the same
+    for every upper individual: lower-level solutions migrate between upper
+    individuals unchanged. Every layer reads at least one channel the upper
+    level kept; every filter at least one. Kernels are read from the traced
+    layers once, when the encoding is made.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        granularity: ``"layer"`` or ``"filter"``.
+        kind: ``"mask"`` or ``"width"`` (``"filter"`` granularity is always
+            per-filter width genes).
+        levels: steps of a width gene.
+    """
+
+    def __init__(self, graph, granularity="layer", kind="mask", levels=8):
+        _check_choice("granularity", granularity, GRANULARITIES)
+        _check_choice("kind", kind, KINDS)
+        _check_int("levels", levels, 1)
+        self.graph = graph
+        self.granularity = granularity
+        self.kind = "width" if granularity == "filter" else kind
+        self.levels = levels
+        takes = takes_kernel_mask if granularity == "filter" else takes_input_mask
+        self.records = [r for r in graph.records if takes(r)]
+        self.kernel_abs = {}
+        self.gene_space, self.slices = [], []
+        for r in self.records:
+            kernel = np.abs(np.asarray(r.op.kernel))
+            kernel = kernel.reshape(-1, *kernel.shape[-2:]).sum(axis=0)   # (in, filters)
+            self.kernel_abs[r.path] = kernel
+            n_in, n_out = kernel.shape
+            if self.kind == "mask":
+                size, space = n_in, [0, 1]
+            elif granularity == "layer":
+                size, space = 1, list(range(1, levels + 1))
+            else:
+                size, space = n_out, list(range(1, levels + 1))
+            self.slices.append(slice(len(self.gene_space), len(self.gene_space) + size))
+            self.gene_space.extend([space] * size)
+        self.n_genes = len(self.gene_space)
+
+    def full(self):
+        """The genome that keeps every input channel."""
+        return np.array([space[-1] for space in self.gene_space], dtype=np.int64)
+
+    def decode(self, genome, upper_plan):
+        """``upper_plan`` with this genome's ``inputs`` or ``kernels`` added."""
+        genome = np.asarray(genome, dtype=np.int64)
+        atom_keep = self.graph.atom_keep(upper_plan.keep)
+        inputs, kernels = {}, {}
+        for r, where in zip(self.records, self.slices):
+            read = np.flatnonzero(atom_keep[r.inputs[0].labels])
+            kernel = self.kernel_abs[r.path]
+            genes = genome[where]
+            if self.granularity == "filter":
+                order = np.argsort(-kernel[read], axis=0, kind="stable")     # (read, filters)
+                counts = np.maximum(1, np.ceil(genes / self.levels * len(read))).astype(int)
+                mask = np.zeros(kernel.shape, dtype=bool)
+                ranks = np.argsort(order, axis=0)
+                mask[read] = ranks < counts[None, :]
+                if not mask[read].all():
+                    kernels[r.path] = mask
+                continue
+            if self.kind == "mask":
+                chosen = read[genes[read] > 0]
+                if not len(chosen):
+                    chosen = read[np.argmax(kernel[read].sum(axis=1))][None]
+            else:
+                ranked = read[np.argsort(-kernel[read].sum(axis=1), kind="stable")]
+                chosen = ranked[:max(1, math.ceil(genes[0] / self.levels * len(read)))]
+            if len(chosen) < len(read):
+                inputs[r.path] = sorted(chosen.tolist())
+        return PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
+                           signature=upper_plan.signature)
+
+
+class Budget:
+    """A cost ceiling: the kept share of FLOPs, parameters or filters.
+
+    `repair` enforces it on the upper level: every group's kept count is
+    scaled by one common factor (found by bisection, never below the group's
+    floor), dropping each group's worst-ranked kept channels, until the plan
+    costs at most ``target`` of the unpruned model. When the floors make the
+    target unreachable, the repaired plan is as small as the floors allow and
+    the objective's penalty applies.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        target: kept share in (0, 1], or None for no ceiling.
+        measure: ``"flops"`` (multiply-accumulates; sparse ones when the plan
+            has kernel masks), ``"params"`` or ``"filters"`` (kept positions
+            of the prunable groups).
+    """
+
+    def __init__(self, graph, target=None, measure="flops"):
+        _check_choice("measure", measure, MEASURES)
+        if target is not None and (not isinstance(target, numbers.Real)
+                                   or isinstance(target, bool) or not 0 < target <= 1):
+            raise SearchError(
+                f"The target must be the share of the unpruned model's {measure} to keep, in "
+                f"(0, 1]. Received: target={target!r}. Use e.g. 0.5 to halve the {measure}."
+            )
+        self.graph = graph
+        self.target = target
+        self.measure = measure
+        self._sizes = {g.id: g.size for g in graph.prunable_groups}
+        if measure != "filters":
+            self._full = self._absolute(PruningPlan.keep_all(graph))
+
+    def ratio(self, plan):
+        """The plan's cost as a share of the unpruned model's."""
+        if self.measure == "filters":
+            total = sum(self._sizes.values())
+            pruned = sum(self._sizes[k] - len(v) for k, v in plan.keep.items() if k in self._sizes)
+            return (total - pruned) / total
+        return self._absolute(plan) / self._full
+
+    def _absolute(self, plan):
+        report = cost(self.graph, plan)
+        if self.measure == "params":
+            return report.sparse_params if plan.kernels else report.params
+        return report.sparse_macs if plan.kernels else report.macs
+
+    def repair(self, encoding, keep):
+        """``keep`` shrunk until the upper-level plan meets the target."""
+        if self.target is None or self.ratio(encoding.plan(keep)) <= self.target:
+            return keep
+
+        def scaled(factor):
+            return {k: v[:max(encoding.floor[k], round(factor * len(v)))] for k, v in keep.items()}
+
+        low, high = 0.0, 1.0
+        for _ in range(14):
+            mid = (low + high) / 2
+            if self.ratio(encoding.plan(scaled(mid))) <= self.target:
+                low = mid
+            else:
+                high = mid
+        return scaled(low)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise SearchError(f"{name} must be one of {choices}. Received: {name}={value!r}.")
+
+
+def _check_int(name, value, low):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
