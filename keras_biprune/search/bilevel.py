@@ -156,7 +156,7 @@ class BiLevelSearch(Search):
         return SearchResult(self._best(), front, history, self._objective.n_evaluations)
 
     def _best(self):
-        fitness, plan = max(self._responses.values(), key=lambda item: item[0])
+        _, plan = max(self._responses.values(), key=lambda item: item[0])
         return self._solution(plan)
 
     def _migrate(self, populations, fitnesses):

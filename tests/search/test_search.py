@@ -1,0 +1,294 @@
+"""The searches: encodings, budget, objective, NSGA-II, bi-level, checkpoints."""
+
+import random
+
+import keras
+import numpy as np
+import pytest
+
+import keras_biprune as kb
+from keras_biprune import search
+from keras_biprune.search import Budget, LowerEncoding, SearchError, UpperEncoding
+from keras_biprune.search.objective import plan_key
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small CNN trained for a few seconds on scikit-learn's digits, and held-out data."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images[..., None] / 16.0).astype("float32")
+    y = digits.target
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
+    h = keras.layers.BatchNormalization(name="bn2")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="fc")(h)
+    model = keras.Model(inputs, outputs, name="digits_cnn")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x[:1300], y[:1300], epochs=6, batch_size=32, verbose=0)
+    return model, (x[1300:], y[1300:])
+
+
+@pytest.fixture(scope="module")
+def evaluator(trained):
+    model, data = trained
+    return kb.Evaluator(model, data, eval_size=256, calibration_size=128)
+
+
+def _search(cls, evaluator, **kwargs):
+    settings = {"population_size": 6, "generations": 2, "verbose": 0, "random_state": 0}
+    return cls(evaluator, **(settings | kwargs))
+
+
+def _bilevel(evaluator, **kwargs):
+    settings = {"target": 0.5, "max_accuracy_drop": None, "population_size": 4, "islands": 2,
+                "lower_population_size": 3, "lower_generations": 1}
+    return _search(search.BiLevelSearch, evaluator, **(settings | kwargs))
+
+
+def test_the_trained_fixture_is_better_than_chance(evaluator):
+    assert evaluator.baseline > 0.8
+
+
+# ----------------------------------------------------------------- encodings
+def test_mask_genome_keeps_its_bits_and_the_floor_adds_best_ranked(evaluator):
+    graph = evaluator.graph
+    scores = {g.id: np.arange(g.size, dtype=float) for g in graph.prunable_groups}
+    encoding = UpperEncoding(graph, scores, "mask", min_channels=2)
+    genome = encoding.full()
+    c1 = graph.group("c1")
+    genome[:c1.size] = 0
+    genome[3] = 1
+    keep = encoding.kept(genome)
+    # Position 3 was kept by the genome; the floor adds the best-ranked (highest score) one.
+    assert sorted(keep["c1"].tolist()) == [3, c1.size - 1]
+    assert len(keep["c2"]) == graph.group("c2").size
+
+
+def test_width_genome_keeps_the_best_ranked_channels_in_steps(evaluator):
+    graph = evaluator.graph
+    scores = {g.id: -np.arange(g.size, dtype=float) for g in graph.prunable_groups}
+    encoding = UpperEncoding(graph, scores, "width", round_to=4)
+    assert encoding.n_genes == len(graph.prunable_groups)
+    assert encoding.gene_space[0] == [1, 2, 3]          # 12 channels in steps of 4
+    plan = encoding.decode([2, 1])
+    assert plan.keep["c1"] == tuple(range(8))
+    assert plan.keep["c2"] == tuple(range(4))
+    assert np.array_equal(encoding.encode_counts({"c1": 8, "c2": 4}), [2, 1])
+
+
+@pytest.mark.parametrize("measure", ["flops", "params", "filters"])
+def test_budget_repair_meets_the_target_closely(evaluator, measure):
+    graph = evaluator.graph
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, evaluator.model, "l1"), "mask")
+    budget = Budget(graph, 0.5, measure)
+    plan = encoding.decode(encoding.full(), budget)
+    assert 0.4 < budget.ratio(plan) <= 0.5
+    if measure == "flops":
+        full = kb.cost(graph)
+        assert budget.ratio(plan) == pytest.approx(kb.cost(graph, plan).macs / full.macs)
+    # The L1-uniform plan: every group keeps its highest-L1 channels.
+    l1 = kb.criteria.scores(graph, evaluator.model, "l1")
+    for group_id, kept in plan.keep.items():
+        best = np.argsort(-l1[group_id], kind="stable")[:len(kept)]
+        assert sorted(best.tolist()) == list(kept)
+
+
+def test_lower_layer_masks_keep_a_read_channel_and_refer_to_original_channels(evaluator):
+    graph = evaluator.graph
+    lower = LowerEncoding(graph, "layer", "mask")
+    assert [r.path for r in lower.records] == ["c2", "fc"]     # c1 reads the model input
+    upper = kb.PruningPlan({"c1": [0, 1, 2, 3]}, signature=graph.signature)
+    genome = lower.full()
+    genome[lower.slices[0]] = 0                       # c2 reads nothing …
+    genome[lower.slices[0].start + 7] = 1             # … but channel 7, which the upper pruned
+    plan = lower.decode(genome, upper)
+    assert len(plan.inputs["c2"]) == 1 and plan.inputs["c2"][0] in (0, 1, 2, 3)
+    assert "fc" not in plan.inputs
+    plan.validate(graph)
+    kb.apply_plan(evaluator.model, plan)
+
+
+def test_lower_filter_genes_zero_kernel_entries(evaluator):
+    graph = evaluator.graph
+    lower = LowerEncoding(graph, "filter", levels=4)
+    genome = lower.full()
+    genome[lower.slices[0]] = 1                       # each c2 filter keeps a quarter
+    plan = lower.decode(genome, kb.PruningPlan.keep_all(graph))
+    mask = plan.kernels["c2"]
+    assert mask.shape == (12, 16)
+    assert (mask.sum(axis=0) == 3).all()
+    report = kb.cost(graph, plan)
+    assert report.sparse_macs < report.macs
+
+
+# ----------------------------------------------------------------- objective
+def test_feasible_plans_rank_above_infeasible_ones(evaluator):
+    budget = Budget(evaluator.graph, 0.6)
+    objective = search.Objective(evaluator, budget, max_accuracy_drop=0.05)
+    base = objective.baseline
+    scores = np.array([base, base - 0.04, base - 0.2, base - 0.5, base])
+    costs = np.array([0.5, 0.3, 0.3, 0.3, 0.9])
+    fitness = objective.fitness(scores, costs)
+    assert fitness[1] > fitness[0] > 0 > fitness[2] > fitness[3]
+    assert fitness[4] < 0                             # over the cost target
+
+
+def test_objective_scores_each_plan_once(evaluator):
+    objective = search.Objective(evaluator, Budget(evaluator.graph, 0.5))
+    plans = [kb.PruningPlan.random(evaluator.graph, 0.5, seed=s) for s in (0, 1, 0)]
+    before = evaluator.n_evaluations
+    first = objective(plans)
+    again = objective(plans[:1])
+    assert evaluator.n_evaluations - before == 2 == objective.n_evaluations
+    assert first[0] == first[2] == again[0]
+    assert plan_key(plans[0]) != plan_key(plans[1])
+
+
+# ----------------------------------------------------------------- NSGA-II
+def test_nsga2_front_is_non_dominated_and_feasible(evaluator):
+    result = _search(search.NSGA2Search, evaluator, max_accuracy_drop=0.3,
+                     generations=3).run()
+    front = result.front
+    assert len(front) >= 2
+    assert np.all(np.diff(front.costs) > 0) and np.all(np.diff(front.scores) > 0)
+    assert np.all(front.scores >= evaluator.baseline - 0.3)
+    for s in front:
+        assert s.score == pytest.approx(evaluator.evaluate_one(s.plan))
+        full = kb.cost(evaluator.graph)
+        assert s.cost == pytest.approx(kb.cost(evaluator.graph, s.plan).macs / full.macs)
+    picked = front.select(2)
+    assert [picked[0].cost, picked[-1].cost] == [front.costs[0], front.costs[-1]]
+    assert len(result.history) == 3 and result.history[-1]["hypervolume"] > 0
+    assert result.history[-1]["hypervolume"] >= result.history[0]["hypervolume"]
+    restored = search.ParetoFront.from_dict(front.to_dict())
+    assert restored.costs.tolist() == front.costs.tolist()
+
+
+def test_nsga2_is_reproducible(evaluator):
+    runs = [_search(search.NSGA2Search, evaluator, max_accuracy_drop=0.3, random_state=3).run()
+            for _ in range(2)]
+    assert [s.plan for s in runs[0].front] == [s.plan for s in runs[1].front]
+
+
+# ----------------------------------------------------------------- bi-level
+def test_bilevel_meets_the_target_and_beats_its_criterion_seed(evaluator):
+    result = _bilevel(evaluator).run()
+    graph = evaluator.graph
+    assert result.best.cost <= 0.5
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, evaluator.model, "l1"), "mask")
+    l1_uniform = encoding.decode(encoding.full(), Budget(graph, 0.5))
+    assert result.best.score >= evaluator.evaluate_one(l1_uniform)
+    assert result.best.score == pytest.approx(evaluator.evaluate_one(result.best.plan))
+    assert len(result.front) >= 1 and len(result.history) == 2
+    assert result.history[1]["best"] >= result.history[0]["best"]
+
+
+def test_bilevel_lower_level_can_win_with_input_masks(evaluator):
+    result = _bilevel(evaluator, target=None, max_accuracy_drop=0.5, generations=2,
+                      lower_generations=2, lower_population_size=6).run()
+    assert result.best.cost < 1.0
+    assert result.best.score >= evaluator.baseline - 0.5
+    assert result.best.plan.inputs                    # the lower level cut input channels
+
+
+def test_bilevel_filter_granularity_reports_sparse_cost(evaluator):
+    result = _bilevel(evaluator, channel_granularity="filter", generations=1).run()
+    plan = result.best.plan
+    report = kb.cost(evaluator.graph, plan)
+    full = kb.cost(evaluator.graph)
+    assert result.best.cost == pytest.approx(report.sparse_macs / full.macs)
+
+
+def test_bilevel_is_reproducible_and_leaves_global_random_state_alone(evaluator):
+    np.random.seed(123)
+    random.seed(123)
+    expected_np, expected_py = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    first = _bilevel(evaluator, random_state=5).run()
+    assert (np.random.rand(), random.random()) == (expected_np, expected_py)
+    second = _bilevel(evaluator, random_state=5).run()
+    assert first.best.plan == second.best.plan
+    assert [h["best"] for h in first.history] == [h["best"] for h in second.history]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptingEvaluator:
+    """Passes calls through to an evaluator and interrupts the run at a given call."""
+
+    def __init__(self, evaluator, at_call):
+        self._evaluator, self._at_call, self.calls = evaluator, at_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self._evaluator, name)
+
+    def evaluate(self, plans):
+        self.calls += 1
+        if self.calls == self._at_call:
+            raise _Interrupt
+        return self._evaluator.evaluate(plans)
+
+
+@pytest.mark.parametrize("cls", [search.BiLevelSearch, search.NSGA2Search])
+def test_an_interrupted_run_resumes_to_the_same_result(evaluator, tmp_path, cls):
+    settings = {"generations": 3, "random_state": 1}
+    settings |= ({"target": 0.5, "max_accuracy_drop": None, "population_size": 4,
+                  "lower_population_size": 3, "lower_generations": 1}
+                 if cls is search.BiLevelSearch else {"max_accuracy_drop": 0.3})
+    reference = _search(cls, evaluator, **settings).run()
+
+    counting = _InterruptingEvaluator(evaluator, at_call=0)
+    _search(cls, counting, **settings).run()
+    interrupted = _InterruptingEvaluator(evaluator, at_call=counting.calls)   # in the last generation
+    with pytest.raises(_Interrupt):
+        _search(cls, interrupted, checkpoint_dir=tmp_path, **settings).run()
+    assert (tmp_path / "state.pkl").exists()
+    counting_resumed = _InterruptingEvaluator(evaluator, at_call=0)
+    resumed = _search(cls, counting_resumed, checkpoint_dir=tmp_path, **settings).run()
+    assert counting_resumed.calls < counting.calls    # it went on from the checkpoint
+    assert resumed.best.plan == reference.best.plan
+    assert [s.plan for s in resumed.front] == [s.plan for s in reference.front]
+    assert [h["best"] for h in resumed.history] == [h["best"] for h in reference.history]
+
+
+def test_resuming_with_other_settings_is_refused(evaluator, tmp_path):
+    _bilevel(evaluator, generations=1, checkpoint_dir=tmp_path).run()
+    with pytest.raises(SearchError, match="other settings.*islands"):
+        _bilevel(evaluator, generations=1, islands=3, checkpoint_dir=tmp_path).run()
+
+
+def test_max_evaluations_stops_the_run(evaluator):
+    result = _bilevel(evaluator, generations=5, max_evaluations=10).run()
+    assert len(result.history) < 5
+    assert result.n_evaluations < 10 + 2 * 4 * 3
+
+
+def test_progress_bar_shows_generations(evaluator, capsys):
+    _bilevel(evaluator, generations=2, verbose=1).run()
+    out = capsys.readouterr().out
+    assert "2/2" in out and "best:" in out and "evaluations:" in out
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"target": 1.5}, "target must be the share"),
+    ({"target": None, "max_accuracy_drop": None}, "Nothing to optimize"),
+    ({"population_size": 1}, "population_size must be an int >= 2"),
+    ({"encoding": "bits"}, "kind must be one of"),
+    ({"channel_granularity": "kernel"}, "granularity must be one of"),
+    ({"max_accuracy_drop": -0.1}, "max_accuracy_drop must be a number >= 0"),
+    ({"migration_size": 4}, "migration_size must be below population_size"),
+])
+def test_bad_settings_raise_clear_errors(evaluator, kwargs, match):
+    with pytest.raises(SearchError, match=match):
+        _bilevel(evaluator, **kwargs).run()
