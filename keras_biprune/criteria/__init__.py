@@ -3,7 +3,8 @@
 Each criterion scores the positions of a channel group (higher = more
 important): from weights (`L1`, `L2`, `FPGM`, `BNScale`), at random
 (`Random`), or by running the model on a few batches of data (`APoZ`,
-`Taylor`, `HRank`). `select` turns per-group keep counts into a `PruningPlan`
+`Taylor`, `HRank`); `BlendedCriterion` blends the ranks of several, and
+`cluster_criteria` finds which of them agree. `select` turns per-group keep counts into a `PruningPlan`
 that keeps the best channels.
 
 Example:
@@ -18,6 +19,7 @@ slim = kb.apply_plan(model, plan)
 
 from keras_biprune.criteria.activations import ActivationCriterion, APoZ, HRank, Taylor
 from keras_biprune.criteria.base import Criterion, combine
+from keras_biprune.criteria.blend import BlendedCriterion, CriteriaClusters, cluster_criteria
 from keras_biprune.criteria.random_criterion import Random
 from keras_biprune.criteria.registry import TABLE, get, serialize
 from keras_biprune.criteria.select import keep_counts, plan_from_scores, scores, select
@@ -32,12 +34,15 @@ __all__ = [
     "APoZ",
     "ActivationCriterion",
     "BNScale",
+    "BlendedCriterion",
+    "CriteriaClusters",
     "Criterion",
     "CriterionError",
     "HRank",
     "Random",
     "Taylor",
     "WeightCriterion",
+    "cluster_criteria",
     "combine",
     "get",
     "keep_counts",

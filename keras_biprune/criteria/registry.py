@@ -2,11 +2,13 @@
 
 from keras_biprune.criteria.activations import APoZ, HRank, Taylor
 from keras_biprune.criteria.base import Criterion
+from keras_biprune.criteria.blend import BlendedCriterion
 from keras_biprune.criteria.random_criterion import Random
 from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale
 from keras_biprune.errors import CriterionError
 
-TABLE = {cls.name: cls for cls in (L1, L2, FPGM, BNScale, Random, APoZ, Taylor, HRank)}
+TABLE = {cls.name: cls
+         for cls in (L1, L2, FPGM, BNScale, Random, APoZ, Taylor, HRank, BlendedCriterion)}
 
 
 def get(identifier):
@@ -15,7 +17,7 @@ def get(identifier):
     Args:
         identifier: a name in ``TABLE`` (``"l1"``, ``"l2"``, ``"fpgm"``,
             ``"bn_scale"``, ``"random"``, ``"apoz"``, ``"taylor"``,
-            ``"hrank"``; case-insensitive) for the default instance, a dict
+            ``"hrank"``, ``"blend"``; case-insensitive) for the default instance, a dict
             ``{"name": ..., "config": {...}}`` from `serialize`, or a
             `Criterion` instance (returned as is).
 

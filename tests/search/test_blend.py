@@ -7,13 +7,17 @@ from scipy.stats import rankdata, spearmanr
 from zoo import ZOO, sample_input
 
 import keras_biprune as kb
-from keras_biprune.criteria import FPGM, L1, L2, CriterionError, Random
-from keras_biprune.search.blend import (
+from keras_biprune.criteria import (
+    FPGM,
+    L1,
+    L2,
     BlendedCriterion,
-    calibrate_blend,
+    CriterionError,
+    Random,
     cluster_criteria,
-    normalized_ranks,
 )
+from keras_biprune.criteria.blend import normalized_ranks
+from keras_biprune.search import calibrate_blend
 
 KEEP = 0.5
 
@@ -138,6 +142,7 @@ def test_config_round_trip(setup):
         rebuilt = BlendedCriterion.from_config(config)
         assert rebuilt == blend and rebuilt.get_config() == config
         assert kb.criteria.get(rebuilt) is rebuilt
+        assert kb.criteria.get(kb.criteria.serialize(blend)) == blend      # by name, "blend"
         np.testing.assert_array_equal(rebuilt(graph, "conv2d", model), blend(graph, "conv2d", model))
     assert BlendedCriterion(["apoz", "l1"]).requires_data
     assert not blends[0].requires_data
