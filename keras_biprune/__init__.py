@@ -7,15 +7,18 @@ import keras_biprune as kb
 graph = kb.trace(model)                                  # channel groups
 plan = kb.PruningPlan.random(graph, ratio=0.3, seed=0)   # which channels stay
 slim = kb.apply_plan(model, plan)                        # a new, smaller model
+evaluator = kb.Evaluator(model, (x_val, y_val))          # scores plans fast
+best = kb.search.BiLevelSearch(evaluator, target=0.5, max_accuracy_drop=None).run().best
 ```
 """
 
-from keras_biprune import criteria, errors, handlers, layers
+from keras_biprune import criteria, errors, handlers, layers, search
 from keras_biprune.errors import (
     BiPruneError,
     HandlerError,
     InvalidPlanError,
     PlanMismatchError,
+    SearchError,
     UnsupportedModelError,
 )
 from keras_biprune.evaluate import Cost, CostReport, Evaluator, cost, count_params
@@ -38,6 +41,7 @@ __all__ = [
     "LayerHandler",
     "PlanMismatchError",
     "PruningPlan",
+    "SearchError",
     "UnsupportedModelError",
     "apply_plan",
     "cost",
@@ -48,5 +52,6 @@ __all__ = [
     "layers",
     "masked_model",
     "register_handler",
+    "search",
     "trace",
 ]
