@@ -24,6 +24,14 @@ class SearchResult:
         history: one dict per generation (``generation``, ``best``, ``mean``
             fitness, ``evaluations``, ``elapsed`` seconds, and more per search).
         n_evaluations: plans the evaluator scored.
+
+    Example:
+
+    ```python
+    result = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.05).run()
+    print(result.best.score, result.best.cost, len(result.front))
+    print(result.history[-1]["hypervolume"], result.n_evaluations)
+    ```
     """
 
     best: Solution
@@ -62,6 +70,15 @@ class Search:
             generation; a run started with a directory holding a state of the
             same settings resumes from it.
         verbose: 0 silent, 1 a progress bar over generations.
+
+    Example:
+
+    ```python
+    search = kb.search.BiLevelSearch(evaluator, target=0.5, max_accuracy_drop=None,
+                                     checkpoint_dir="search_state")
+    search.get_config()          # the settings a checkpoint is tied to
+    result = search.run()        # run again after a crash: it resumes
+    ```
     """
 
     _progress_keys = ("best", "mean", "evaluations")

@@ -17,6 +17,13 @@ class Solution:
         plan: the `PruningPlan`.
         score: the evaluator's score (before fine-tuning).
         cost: its cost as a share of the unpruned model's (the search's measure).
+
+    Example:
+
+    ```python
+    best = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.05).run().best
+    slim = kb.apply_plan(model, best.plan)
+    ```
     """
 
     plan: object

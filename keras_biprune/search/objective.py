@@ -31,6 +31,18 @@ class Objective:
         budget: a `Budget` (its target may be None).
         max_accuracy_drop: ε, or None.
         max_evaluations: plans the evaluator may score (None: no limit).
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    evaluator = kb.Evaluator(model, (x_val, y_val))
+    budget = kb.search.Budget(evaluator.graph, target=0.5)
+    objective = kb.search.Objective(evaluator, budget, max_accuracy_drop=0.02)
+    plans = [kb.PruningPlan.random(evaluator.graph, 0.5, seed=s) for s in range(4)]
+    scores, costs = objective.measure(plans)
+    fitness = objective.fitness(scores, costs)
+    ```
     """
 
     def __init__(self, evaluator, budget, max_accuracy_drop=None, max_evaluations=None):

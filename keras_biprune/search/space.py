@@ -41,6 +41,17 @@ class UpperEncoding:
         round_to: width step of the ``"width"`` kind.
         min_channels: fewest channels a group keeps.
         max_prune_ratio: largest share of a group that may be pruned.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    scores = kb.criteria.scores(graph, model, "l1")
+    encoding = kb.search.UpperEncoding(graph, scores, kind="width", round_to=8)
+    budget = kb.search.Budget(graph, target=0.5)
+    plan = encoding.decode(encoding.full(), budget)     # L1-uniform at half the FLOPs
+    ```
     """
 
     def __init__(self, graph, scores, kind="mask", round_to=1, min_channels=1,
@@ -162,6 +173,17 @@ class LowerEncoding:
         kind: ``"mask"`` or ``"width"`` (``"filter"`` granularity is always
             per-filter width genes).
         levels: steps of a width gene.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    lower = kb.search.LowerEncoding(graph, granularity="layer", kind="mask")
+    genome = lower.full()
+    genome[lower.slices[0]][::2] = 0                    # first layer reads every other input
+    plan = lower.decode(genome, kb.PruningPlan.keep_all(graph))
+    ```
     """
 
     def __init__(self, graph, granularity="layer", kind="mask", levels=8):
@@ -230,8 +252,9 @@ class Budget:
     """A cost ceiling: the kept share of FLOPs, parameters or filters.
 
     `repair` enforces it on the upper level: every group's kept count is
-    scaled by one common factor (found by bisection, never below the group's
-    floor), dropping each group's worst-ranked kept channels, until the plan
+    scaled by one common factor (found by bisection, rounded to the encoding's
+    ``round_to``, never below the group's floor), dropping each group's
+    worst-ranked kept channels, until the plan
     costs at most ``target`` of the unpruned model. When the floors make the
     target unreachable, the repaired plan is as small as the floors allow and
     the objective's penalty applies.
@@ -242,6 +265,15 @@ class Budget:
         measure: ``"flops"`` (multiply-accumulates; sparse ones when the plan
             has kernel masks), ``"params"`` or ``"filters"`` (kept positions
             of the prunable groups).
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    budget = kb.search.Budget(graph, target=0.5, measure="params")
+    budget.ratio(kb.PruningPlan.random(graph, ratio=0.5, seed=0))   # about 0.25-0.5
+    ```
     """
 
     def __init__(self, graph, target=None, measure="flops"):
@@ -278,8 +310,11 @@ class Budget:
         if self.target is None or self.ratio(encoding.plan(keep)) <= self.target:
             return keep
 
+        step = encoding.round_to
+
         def scaled(factor):
-            return {k: v[:max(encoding.floor[k], round(factor * len(v)))] for k, v in keep.items()}
+            return {k: v[:max(encoding.floor[k], step * max(1, round(factor * len(v) / step)))]
+                    for k, v in keep.items()}
 
         low, high = 0.0, 1.0
         for _ in range(14):

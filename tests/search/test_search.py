@@ -292,3 +292,18 @@ def test_progress_bar_shows_generations(evaluator, capsys):
 def test_bad_settings_raise_clear_errors(evaluator, kwargs, match):
     with pytest.raises(SearchError, match=match):
         _bilevel(evaluator, **kwargs).run()
+
+
+def test_width_encoding_scales_to_resnet50():
+    model = keras.applications.ResNet50(weights=None)
+    graph = kb.trace(model)
+    scores = kb.criteria.scores(graph, model, "l1")
+    encoding = UpperEncoding(graph, scores, "width", round_to=8)
+    assert encoding.n_genes == len(graph.prunable_groups) < 60
+    budget = Budget(graph, 0.5)
+    rng = np.random.default_rng(0)
+    genome = np.array([rng.choice(space[len(space) // 2:]) for space in encoding.gene_space])
+    assert budget.ratio(encoding.decode(genome)) > 0.5
+    plan = encoding.decode(genome, budget)
+    assert 0.45 < budget.ratio(plan) <= 0.5
+    assert plan.keep and all(len(kept) % 8 == 0 for kept in plan.keep.values())
