@@ -128,6 +128,7 @@ class Search:
         self._upper = UpperEncoding(graph, self._scores, self.encoding, self.round_to,
                                     self.min_channels, self.max_prune_ratio)
         self._budget = Budget(graph, self.target, self.measure)
+        self._upper_budget = self._budget
         self._objective = Objective(self.evaluator, self._budget, self.max_accuracy_drop,
                                     self.max_evaluations)
         self._checkpoint = Checkpoint(self.checkpoint_dir, self.get_config())
@@ -137,7 +138,7 @@ class Search:
         """The repaired upper plan of a genome (cached)."""
         key = np.asarray(genome, dtype=np.int64).tobytes()
         if key not in self._decoded:
-            self._decoded[key] = self._upper.decode(genome, self._budget)
+            self._decoded[key] = self._upper.decode(genome, self._upper_budget)
         return self._decoded[key]
 
     def _seed_population(self, size, *coordinates):

@@ -7,7 +7,7 @@ import numpy as np
 from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import next_generation, seed_for
 from keras_biprune.search.base import Search, SearchResult
-from keras_biprune.search.space import LowerEncoding
+from keras_biprune.search.space import Budget, LowerEncoding
 
 
 class BiLevelSearch(Search):
@@ -39,6 +39,14 @@ class BiLevelSearch(Search):
     the keep-everything response. Every population is scored by the
     evaluator in one call, and repeated plans are never scored twice.
 
+    With a cost ``target`` the upper level is repaired to ``target * (1 +
+    upper_slack)`` and each lower-level plan to ``target`` (dropping the
+    input channels with the smallest kernel norms, see
+    `keras_biprune.search.LowerEncoding.decode`): an upper individual may
+    keep more filters than the target allows and its lower level decides
+    which inputs pay for them. With ``upper_slack=0`` the upper level alone
+    meets the target and the lower level can only cut further.
+
     With ``max_evaluations`` the run stops at the end of the generation that
     reaches the cap; once it is reached, new upper individuals are scored
     without their lower-level run.
@@ -58,6 +66,8 @@ class BiLevelSearch(Search):
         migration_interval: generations between migrations of the islands.
         migration_size: individuals each island sends.
         archive_size: lower-level solutions kept per upper individual.
+        upper_slack: how far over ``target`` the upper level may go, as a
+            share of it (see above).
         **kwargs: see `keras_biprune.search.Search` (``population_size``
             defaults to 8 per island, ``generations`` to 6).
 
@@ -76,7 +86,8 @@ class BiLevelSearch(Search):
     def __init__(self, evaluator, *, max_accuracy_drop=0.01, channel_granularity="layer",
                  lower_encoding="mask", lower_levels=8, islands=2, population_size=8,
                  generations=6, lower_population_size=6, lower_generations=2,
-                 migration_interval=2, migration_size=1, archive_size=4, **kwargs):
+                 migration_interval=2, migration_size=1, archive_size=4, upper_slack=0.25,
+                 **kwargs):
         super().__init__(evaluator, max_accuracy_drop=max_accuracy_drop,
                          population_size=population_size, generations=generations, **kwargs)
         self.channel_granularity = channel_granularity
@@ -88,6 +99,7 @@ class BiLevelSearch(Search):
         self.migration_interval = migration_interval
         self.migration_size = migration_size
         self.archive_size = archive_size
+        self.upper_slack = upper_slack
 
     def _setup(self):
         super()._setup()
@@ -102,8 +114,15 @@ class BiLevelSearch(Search):
                 f"migration_size must be below population_size ({self.population_size}). "
                 f"Received: migration_size={self.migration_size}."
             )
+        if not isinstance(self.upper_slack, numbers.Real) or self.upper_slack < 0:
+            raise SearchError(f"upper_slack must be a number >= 0. Received: "
+                              f"upper_slack={self.upper_slack!r}.")
         self._lower = LowerEncoding(self.evaluator.graph, self.channel_granularity,
                                     self.lower_encoding, self.lower_levels)
+        if self.target is not None:
+            self._upper_budget = Budget(self.evaluator.graph,
+                                        min(1.0, self.target * (1 + self.upper_slack)),
+                                        self.measure)
 
     def run(self):
         """Runs (or resumes) the search.
@@ -184,13 +203,15 @@ class BiLevelSearch(Search):
         """A short lower-level evolution for one upper genome: ``(fitness, best plan)``."""
         upper_plan = self._decode(genome)
         if self._objective.exhausted:
-            return float(self._objective([upper_plan])[0]), upper_plan
+            plan = self._lower.decode(self._lower.full(), upper_plan, self._budget)
+            return float(self._objective([plan])[0]), plan
         rng = np.random.default_rng(seed_for(self.random_state, "lower", genome.tobytes()))
         population = self._lower_seeds(genome, rng)
         best = {"fitness": -np.inf, "genome": None}
 
         def fitness_fn(lower_genomes):
-            values = self._objective([self._lower.decode(g, upper_plan) for g in lower_genomes])
+            values = self._objective([self._lower.decode(g, upper_plan, self._budget)
+                                      for g in lower_genomes])
             top = int(np.argmax(values))
             if values[top] > best["fitness"]:
                 best.update(fitness=float(values[top]), genome=np.array(lower_genomes[top]))
@@ -206,7 +227,7 @@ class BiLevelSearch(Search):
         ranked = population[np.argsort(-fitness, kind="stable")]
         unique = list({row.tobytes(): row for row in ranked}.values())[:self.archive_size]
         self._archive.append((genome, np.stack(unique)))
-        return best["fitness"], self._lower.decode(best["genome"], upper_plan)
+        return best["fitness"], self._lower.decode(best["genome"], upper_plan, self._budget)
 
     def _lower_seeds(self, genome, rng):
         """Keep-everything, migrants from the most similar upper genomes, random thinnings."""

@@ -136,9 +136,7 @@ class UpperEncoding:
     def decode(self, genome, budget=None):
         """The `PruningPlan` of a genome, repaired to ``budget`` when given."""
         keep = self.kept(genome)
-        if budget is not None:
-            keep = budget.repair(self, keep)
-        return self.plan(keep)
+        return self.plan(keep) if budget is None else budget.repair(self, keep)
 
     def plan(self, keep):
         return PruningPlan({k: sorted(v.tolist()) for k, v in keep.items()
@@ -217,47 +215,61 @@ class LowerEncoding:
         """The genome that keeps every input channel."""
         return np.array([space[-1] for space in self.gene_space], dtype=np.int64)
 
-    def decode(self, genome, upper_plan):
-        """``upper_plan`` with this genome's ``inputs`` or ``kernels`` added."""
+    def decode(self, genome, upper_plan, budget=None):
+        """``upper_plan`` with this genome's ``inputs`` or ``kernels`` added.
+
+        With a ``budget``, a plan over its target is repaired: every layer's
+        (or filter's) kept input count is scaled by one common factor,
+        dropping the channels with the smallest kernel norms, until the
+        whole plan meets the target (see `Budget.fit`).
+        """
         genome = np.asarray(genome, dtype=np.int64)
         atom_keep = self.graph.atom_keep(upper_plan.keep)
-        inputs, kernels = {}, {}
+        choices = []
         for r, where in zip(self.records, self.slices):
             read = np.flatnonzero(atom_keep[r.inputs[0].labels])
             kernel = self.kernel_abs[r.path]
             genes = genome[where]
             if self.granularity == "filter":
-                order = np.argsort(-kernel[read], axis=0, kind="stable")     # (read, filters)
-                counts = np.maximum(1, np.ceil(genes / self.levels * len(read))).astype(int)
-                mask = np.zeros(kernel.shape, dtype=bool)
-                ranks = np.argsort(order, axis=0)
-                mask[read] = ranks < counts[None, :]
-                if not mask[read].all():
-                    kernels[r.path] = mask
+                order = np.argsort(-kernel[read], axis=0, kind="stable")    # best first
+                counts = np.ceil(genes / self.levels * len(read))
+                choices.append((r.path, read, np.argsort(order, axis=0), counts))
                 continue
+            ranked = read[np.argsort(-kernel[read].sum(axis=1), kind="stable")]
             if self.kind == "mask":
-                chosen = read[genes[read] > 0]
-                if not len(chosen):
-                    chosen = read[np.argmax(kernel[read].sum(axis=1))][None]
+                chosen = ranked[genes[ranked] > 0]
             else:
-                ranked = read[np.argsort(-kernel[read].sum(axis=1), kind="stable")]
-                chosen = ranked[:max(1, math.ceil(genes[0] / self.levels * len(read)))]
-            if len(chosen) < len(read):
-                inputs[r.path] = sorted(chosen.tolist())
-        return PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
-                           signature=upper_plan.signature)
+                chosen = ranked[:math.ceil(genes[0] / self.levels * len(read))]
+            choices.append((r.path, read, chosen if len(chosen) else ranked[:1], None))
+
+        def plan_at(factor):
+            inputs, kernels = {}, {}
+            for path, read, chosen, counts in choices:
+                if counts is None:
+                    kept = chosen[:max(1, round(factor * len(chosen)))]
+                    if len(kept) < len(read):
+                        inputs[path] = sorted(kept.tolist())
+                    continue
+                mask = np.zeros(self.kernel_abs[path].shape, dtype=bool)
+                mask[read] = chosen < np.maximum(1, np.round(factor * counts))[None, :]
+                if not mask[read].all():
+                    kernels[path] = mask
+            return PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
+                               signature=upper_plan.signature)
+
+        return plan_at(1.0) if budget is None else budget.fit(plan_at)
 
 
 class Budget:
     """A cost ceiling: the kept share of FLOPs, parameters or filters.
 
     `repair` enforces it on the upper level: every group's kept count is
-    scaled by one common factor (found by bisection, rounded to the encoding's
-    ``round_to``, never below the group's floor), dropping each group's
-    worst-ranked kept channels, until the plan
-    costs at most ``target`` of the unpruned model. When the floors make the
-    target unreachable, the repaired plan is as small as the floors allow and
-    the objective's penalty applies.
+    scaled by one common factor (rounded to the encoding's ``round_to``,
+    never below the group's floor), dropping each group's worst-ranked kept
+    channels; `LowerEncoding.decode` does the same with input channels. The
+    factor is the largest that meets the target (`fit`). When the floors make
+    the target unreachable, the plan is as small as they allow and the
+    objective's penalty applies.
 
     Args:
         graph: the model's `ChannelGraph`.
@@ -305,25 +317,36 @@ class Budget:
             return report.sparse_params if plan.kernels else report.params
         return report.sparse_macs if plan.kernels else report.macs
 
-    def repair(self, encoding, keep):
-        """``keep`` shrunk until the upper-level plan meets the target."""
-        if self.target is None or self.ratio(encoding.plan(keep)) <= self.target:
-            return keep
+    def fit(self, plan_at):
+        """``plan_at(factor)`` for the largest factor in [0, 1] that meets the target.
 
-        step = encoding.round_to
-
-        def scaled(factor):
-            return {k: v[:max(encoding.floor[k], step * max(1, round(factor * len(v) / step)))]
-                    for k, v in keep.items()}
-
+        ``plan_at`` maps a shrink factor (1: as given) to a plan whose cost
+        grows with the factor; a bisection of 14 steps finds the factor.
+        Without a target, or when ``plan_at(1.0)`` meets it, that plan is
+        returned; when even ``plan_at(0.0)`` misses it, that smallest plan.
+        """
+        plan = plan_at(1.0)
+        if self.target is None or self.ratio(plan) <= self.target:
+            return plan
         low, high = 0.0, 1.0
         for _ in range(14):
             mid = (low + high) / 2
-            if self.ratio(encoding.plan(scaled(mid))) <= self.target:
+            if self.ratio(plan_at(mid)) <= self.target:
                 low = mid
             else:
                 high = mid
-        return scaled(low)
+        return plan_at(low)
+
+    def repair(self, encoding, keep):
+        """The upper-level plan of ``keep`` (from `UpperEncoding.kept`), shrunk to the target."""
+        step = encoding.round_to
+
+        def plan_at(factor):
+            return encoding.plan({
+                k: v[:max(encoding.floor[k], step * max(1, round(factor * len(v) / step)))]
+                for k, v in keep.items()})
+
+        return self.fit(plan_at)
 
 
 def _check_choice(name, value, choices):

@@ -116,6 +116,23 @@ def test_lower_layer_masks_keep_a_read_channel_and_refer_to_original_channels(ev
     kb.apply_plan(evaluator.model, plan)
 
 
+@pytest.mark.parametrize("granularity", ["layer", "filter"])
+def test_lower_repair_cuts_input_channels_until_the_plan_meets_the_target(evaluator, granularity):
+    graph = evaluator.graph
+    budget = Budget(graph, 0.5)
+    upper = kb.PruningPlan({"c1": range(10)}, signature=graph.signature)
+    assert budget.ratio(upper) > 0.5
+    lower = LowerEncoding(graph, granularity)
+    plan = lower.decode(lower.full(), upper, budget)
+    assert 0.4 < budget.ratio(plan) <= 0.5
+    assert plan.keep == upper.keep and (plan.inputs or plan.kernels)
+    if granularity == "layer":       # c2 kept its strongest input rows
+        rows = np.abs(np.asarray(evaluator.model.get_layer("c2").kernel)).sum(axis=(0, 1, 3))
+        kept = list(plan.inputs["c2"])
+        dropped = sorted(set(range(10)) - set(kept))
+        assert rows[kept].min() >= rows[dropped].max()
+
+
 def test_lower_filter_genes_zero_kernel_entries(evaluator):
     graph = evaluator.graph
     lower = LowerEncoding(graph, "filter", levels=4)
