@@ -70,6 +70,22 @@ class ActivationCriterion(Criterion):
     Args:
         max_batches: how many batches of the data to use.
         batch_size: the batch size when the data are arrays.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_biprune as kb
+
+    class MeanAbs(kb.criteria.ActivationCriterion):     # mean |activation| per channel
+        name = "mean_abs"
+        def per_sample(self, activation, gradient):     # (batch, *spatial, channels)
+            flat = activation.reshape(len(activation), -1, activation.shape[-1])
+            return np.abs(flat).mean(axis=1)            # (batch, channels)
+
+    graph = kb.trace(model)
+    plan = kb.criteria.select(graph, model, 0.5, MeanAbs(max_batches=1), data=x_val)
+    ```
     """
 
     requires_data = True

@@ -93,6 +93,20 @@ class CriteriaClusters:
             correlations.
         clusters: ``{group_id: [[criterion index, ...], ...]}``.
         representatives: ``{group_id: [criterion index per cluster]}``.
+
+    Returned by `cluster_criteria`.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    found = kb.criteria.cluster_criteria(graph, model, ["l1", "l2", "fpgm", "random"])
+    group_id = graph.prunable_groups[0].id
+    for cluster in found.clusters[group_id]:
+        print([found.criteria[i].name for i in cluster])     # e.g. ['l1', 'l2']
+    print(found.correlations[group_id].round(2))              # 4 x 4 Spearman matrix
+    ```
     """
 
     criteria: list

@@ -112,7 +112,26 @@ def select(graph, model, keep, criterion="l1", data=None):
 
 
 def keep_counts(graph, keep):
-    """``{group_id: number of channels to keep}`` from a ratio or a per-group dict."""
+    """``{group_id: number of channels to keep}`` from a ratio or a per-group dict.
+
+    Args:
+        graph: a `ChannelGraph`.
+        keep: a float ratio in (0, 1] for every prunable group, or
+            ``{group_id: count or ratio}`` (see `plan_from_scores`).
+
+    Returns:
+        ``{group_id: int count}`` for the groups ``keep`` covers.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    kb.criteria.keep_counts(graph, 0.5)      # {group_id: round(size / 2)} per prunable group
+    group_id = graph.prunable_groups[0].id
+    kb.criteria.keep_counts(graph, {group_id: 3})   # {group_id: 3}
+    ```
+    """
     if isinstance(keep, numbers.Real) and not isinstance(keep, (bool, numbers.Integral)):
         keep = {group.id: keep for group in graph.prunable_groups}
     if not isinstance(keep, dict):

@@ -53,6 +53,21 @@ class WeightCriterion(Criterion):
     kernel: ``Conv*``, ``Conv*Transpose``, ``Dense``, ``DepthwiseConv*`` (its
     outputs are its input channels) and ``SeparableConv*`` (its pointwise
     filters). Subclasses implement `score_rows`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_biprune as kb
+
+    class LInf(kb.criteria.WeightCriterion):    # largest |weight| of each filter
+        name = "linf"
+        def score_rows(self, rows):                 # (positions, weights per position)
+            return np.abs(rows).max(axis=1)
+
+    graph = kb.trace(model)
+    plan = kb.criteria.select(graph, model, 0.5, LInf())
+    ```
     """
 
     def sources(self, group, records):

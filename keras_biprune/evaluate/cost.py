@@ -40,6 +40,20 @@ class Cost:
         sparse_params: ``params`` minus the kernel entries the plan's
             per-filter ``kernels`` masks zero.
         sparse_macs: ``macs`` minus the multiply-accumulates of those zeros.
+
+    Costs add and subtract field by field.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    full = kb.cost(graph)
+    slim = kb.cost(graph, kb.PruningPlan.random(graph, ratio=0.5, seed=0))
+    saved = full - slim                      # a Cost: the params and MACs removed
+    print(saved.params, slim.ratio_to(full).macs)
+    kb.Cost(params=10, macs=20) + kb.Cost(params=1, macs=2)   # Cost(params=11, macs=22, ...)
+    ```
     """
 
     params: int = 0
@@ -93,6 +107,18 @@ class CostReport(Cost):
             for both, so these overlap and do not sum to the total; divided by
             the group's kept width they give a cost per channel. Computed on
             first access.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    report = kb.cost(graph, kb.PruningPlan.random(graph, ratio=0.5, seed=0))
+    print(report)                            # CostReport(params=..., macs=..., layers=...)
+    print(report.summary())                  # params and MACs per layer, then the totals
+    group = graph.prunable_groups[0]
+    macs_per_channel = kb.cost(graph).per_group[group.id].macs / group.size   # unpruned
+    ```
     """
 
     per_layer: dict = dataclasses.field(default_factory=dict)

@@ -24,6 +24,16 @@ class GroupMember:
             position of each entry, or -1 where the entry belongs to another
             group. A ``Dense`` after ``Flatten`` maps H·W entries to each
             position.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    group = kb.trace(model).prunable_groups[0]
+    for member in group.members:
+        print(member.layer, member.role, member.index_map)   # e.g. conv2d output 0 [0 1 ... 7]
+    readers = {m.layer for m in group.members if m.role.startswith("input")}
+    ```
     """
 
     layer: str
@@ -42,6 +52,16 @@ class ChannelGroup:
         prunable: False when the group must be kept whole.
         reason: why it is not prunable (``None`` when it is).
         producers: paths of the layers whose filters/units make up the group.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    for group in graph.groups:
+        print(group.id, group.size, group.prunable, group.reason, group.producers)
+    frozen = [group.id for group in graph.groups if not group.prunable]   # e.g. ['dense']
+    ```
     """
 
     id: str
@@ -67,6 +87,17 @@ class ChannelGraph:
         signature: a short hash of the groups' ids and sizes; plans made for
             this graph carry it.
         model_name: the traced model's name.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    graph = kb.trace(model)
+    print(graph.summary())                   # one line per group: id, size, state
+    group = graph.group(graph.prunable_groups[0].id)   # look a group up by its id
+    plan = kb.PruningPlan.random(graph, ratio=0.5, seed=0)
+    assert plan.signature == graph.signature
+    ```
     """
 
     def __init__(self, model, tracer):
