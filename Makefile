@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "Targets:"
-	@echo "  venv       create .venv and pip install -e '.[test,plot]'"
+	@echo "  venv       create .venv and pip install -e ''.[test]''"
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
 	@echo "  demo       run python -m keras_biprune.demo"
@@ -29,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install -e ".[test,plot]"
+	$(VPY) -m pip install -e ".[test]"
 	@touch $@
 
 # pytest exit code 5 means "no tests collected": report it, but do not fail.
