@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "Targets:"
-	@echo "  venv       create .venv and pip install -e ''.[test]''"
+	@echo "  venv       create .venv and pip install -e '.[test]'"
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
 	@echo "  demo       run python -m keras_biprune.demo"
