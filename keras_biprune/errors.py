@@ -40,3 +40,7 @@ class EvaluationError(BiPruneError, ValueError):
 
 class SearchError(BiPruneError, ValueError):
     """A search was configured with bad settings, or cannot resume from a checkpoint."""
+
+
+class TrainingError(BiPruneError, ValueError):
+    """Fine-tuning cannot start: no loss to train with, or bad training settings."""

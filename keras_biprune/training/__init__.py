@@ -1,0 +1,16 @@
+"""Training pruned models: fine-tuning with the user's setup, and distillation.
+
+Example:
+
+```python
+import keras_biprune as kb
+slim = kb.apply_plan(model, plan)
+history = kb.training.finetune(slim, model, x_train, y_train, epochs=3, teacher=model)
+```
+"""
+
+from keras_biprune.errors import TrainingError
+from keras_biprune.training.bn import recalibrate_batch_norm
+from keras_biprune.training.finetune import Distiller, compile_config, finetune
+
+__all__ = ["Distiller", "TrainingError", "compile_config", "finetune", "recalibrate_batch_norm"]

@@ -1,0 +1,212 @@
+"""Fine-tuning a pruned model the way the user trained the original one."""
+
+import copy
+import logging
+
+import keras
+import numpy as np
+
+from keras_biprune.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+
+def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=None,
+             teacher=None, temperature=4.0, alpha=0.5, kernel_masks=None, **fit_kwargs):
+    """Fine-tunes a pruned model with the original model's training setup.
+
+    The pruned model is compiled with a fresh copy of the original's
+    optimizer, loss and metrics (``original.get_compile_config()``), or with
+    ``compile_kwargs``. Callbacks are deep-copied, so the user's objects keep
+    their state. With a ``teacher``, the loss is ``alpha`` × the original
+    loss + (1 − ``alpha``) × T² × the KL divergence between the teacher's
+    and the model's softened outputs (temperature T; outputs that are
+    probabilities are turned into log-probabilities first).
+
+    ``kernel_masks`` (``{layer_name: bool (in, filters) mask}``) are held as
+    exact zeros: after every optimizer step the masked kernel entries are
+    set back to 0. If the run is interrupted (``KeyboardInterrupt``), the
+    weights of the best epoch so far (by ``val_loss``, else ``loss``) are
+    restored and the history up to then is returned.
+
+    Args:
+        model: the pruned model; trained in place.
+        original: the model it was pruned from, compiled (its setup is copied).
+        x, y: training data, as ``model.fit`` takes them. NumPy arrays are fed
+            through a ``tf.data`` pipeline with autotuning off (TensorFlow
+            backend), which avoids a long stall after each epoch.
+        compile_kwargs: ``model.compile`` arguments that replace the
+            original's setup.
+        callbacks: Keras callbacks (deep-copied).
+        teacher: a model to distill from (usually ``original``), or None.
+        temperature: the distillation temperature T.
+        alpha: the weight of the original loss.
+        kernel_masks: see above.
+        **fit_kwargs: passed to ``model.fit`` (``epochs``, ``batch_size``,
+            ``validation_data``, …).
+
+    Returns:
+        The Keras ``History``; ``history.interrupted`` is True when the run
+        was interrupted.
+
+    Example:
+
+    ```python
+    slim = kb.apply_plan(model, plan)
+    history = kb.training.finetune(slim, model, x_train, y_train, epochs=3,
+                                   validation_data=(x_val, y_val), teacher=model)
+    ```
+    """
+    if not 0 <= alpha <= 1 or temperature <= 0:
+        raise TrainingError(
+            f"Distillation needs 0 <= alpha <= 1 and temperature > 0. Received: alpha={alpha!r}, "
+            f"temperature={temperature!r}. Use e.g. alpha=0.5, temperature=4."
+        )
+    config = compile_config(original, compile_kwargs)
+    trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
+    if compile_kwargs is None:
+        trained.compile_from_config(config)
+    else:
+        trained.compile(**config)
+    x, fit_kwargs = _fit_inputs(x, y, fit_kwargs)
+    best = _BestWeights(model)
+    callbacks = [best, *copy.deepcopy(list(callbacks or []))]
+    restore = _hold_zeros(model, kernel_masks or {})
+    try:
+        history = trained.fit(x, callbacks=callbacks, **fit_kwargs)
+        history.interrupted = False
+    except KeyboardInterrupt:
+        logger.warning("Fine-tuning interrupted: keeping the best weights so far (epoch %s).",
+                       best.best_epoch)
+        best.restore()
+        history = trained.history
+        history.interrupted = True
+    finally:
+        restore()
+    return history
+
+
+def compile_config(original, compile_kwargs=None):
+    """The compile setup to copy: ``compile_kwargs`` or the original's compile config."""
+    if compile_kwargs is not None:
+        if not isinstance(compile_kwargs, dict) or "loss" not in compile_kwargs:
+            raise TrainingError(
+                "compile_kwargs must be a dict of model.compile arguments with a loss. Received: "
+                f"compile_kwargs={compile_kwargs!r}. Example: compile_kwargs={{'optimizer': "
+                "'adam', 'loss': 'sparse_categorical_crossentropy', 'metrics': ['accuracy']}."
+            )
+        return dict(compile_kwargs)
+    config = original.get_compile_config() if getattr(original, "compiled", False) else None
+    if not config or config.get("loss") is None:
+        raise TrainingError(
+            f"Fine-tuning copies the original model's optimizer, loss and metrics, but model "
+            f"{original.name!r} is not compiled with a loss. Received: an uncompiled model. "
+            "Compile it (model.compile(optimizer, loss, metrics)) or pass compile_kwargs."
+        )
+    return config
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` on its loss plus the KL divergence to a frozen ``teacher``.
+
+    Calling it calls the student, so compiled metrics measure the student.
+    The teacher is a frozen copy: the user's model is not touched.
+    """
+
+    def __init__(self, student, teacher, temperature, alpha):
+        super().__init__(name=f"{student.name}_distiller")
+        self.student = student
+        self.teacher = keras.models.clone_model(teacher)
+        self.teacher.set_weights(teacher.get_weights())
+        self.teacher.trainable = False
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        hard = super().compute_loss(x, y, y_pred, sample_weight, training)
+        soft_teacher = _log_probabilities(self.teacher(x, training=False)) / self.temperature
+        soft_student = _log_probabilities(y_pred) / self.temperature
+        p_teacher = keras.ops.softmax(soft_teacher, axis=-1)
+        kl = keras.ops.sum(p_teacher * (keras.ops.log_softmax(soft_teacher, axis=-1)
+                                        - keras.ops.log_softmax(soft_student, axis=-1)), axis=-1)
+        return self.alpha * hard + (1 - self.alpha) * self.temperature**2 * keras.ops.mean(kl)
+
+
+def _log_probabilities(outputs):
+    """Logits as they are; probabilities (rows in [0, 1] summing to 1) as their log."""
+    outputs = keras.ops.convert_to_tensor(outputs)
+    is_probability = keras.ops.logical_and(
+        keras.ops.all(outputs >= 0),
+        keras.ops.all(keras.ops.abs(keras.ops.sum(outputs, axis=-1) - 1) < 1e-3))
+    return keras.ops.where(is_probability, keras.ops.log(keras.ops.maximum(outputs, 1e-7)),
+                           outputs)
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Remembers the weights of the best epoch, to restore after an interruption."""
+
+    def __init__(self, student):
+        super().__init__()
+        self.student = student
+        self.best, self.best_epoch, self.weights = np.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get("val_loss", logs.get("loss"))
+        if value is not None and value < self.best:
+            self.best, self.best_epoch = value, epoch + 1
+            self.weights = self.student.get_weights()
+
+    def restore(self):
+        if self.weights is not None:
+            self.student.set_weights(self.weights)
+
+
+def _hold_zeros(model, kernel_masks):
+    """Sets kernel constraints that re-zero masked entries; returns a function undoing it."""
+    saved = []
+    for name, mask in kernel_masks.items():
+        kernel = model.get_layer(name).kernel
+        keep = np.broadcast_to(np.asarray(mask, dtype=kernel.dtype), kernel.shape).copy()
+        saved.append((kernel, kernel.constraint))
+        kernel.assign(kernel * keep)
+        kernel.constraint = _MaskConstraint(keep)
+
+    def restore():
+        for kernel, constraint in saved:
+            kernel.constraint = constraint
+
+    return restore
+
+
+class _MaskConstraint(keras.constraints.Constraint):
+    def __init__(self, keep):
+        self.keep = keep
+
+    def __call__(self, w):
+        return w * keras.ops.convert_to_tensor(self.keep, dtype=w.dtype)
+
+
+def _fit_inputs(x, y, fit_kwargs):
+    """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
+    if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
+        return x, {"y": y, **fit_kwargs} if y is not None else fit_kwargs
+    from keras_biprune.datasets import as_dataset
+
+    kwargs = dict(fit_kwargs)
+    batch_size = kwargs.pop("batch_size", None) or 32
+    shuffle = kwargs.pop("shuffle", True)
+    seed = kwargs.pop("seed", None)
+    if "validation_split" in kwargs:
+        raise TrainingError(
+            "validation_split is not supported here: the pruner already holds out search data. "
+            "Received: validation_split. Pass validation_data=(x_val, y_val) instead."
+        )
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, tuple) and isinstance(validation[0], np.ndarray):
+        kwargs["validation_data"] = as_dataset(*validation[:2], batch_size=batch_size)
+    kwargs["shuffle"] = False          # the dataset shuffles itself
+    return as_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed), kwargs
