@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 
 
 def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=None,
-             teacher=None, temperature=4.0, alpha=0.5, kernel_masks=None, **fit_kwargs):
+             teacher=None, temperature=4.0, alpha=0.5, kernel_masks=None, shuffle_seed=None,
+             **fit_kwargs):
     """Fine-tunes a pruned model with the original model's training setup.
 
     The pruned model is compiled with a fresh copy of the original's
@@ -42,6 +43,7 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
         temperature: the distillation temperature T.
         alpha: the weight of the original loss.
         kernel_masks: see above.
+        shuffle_seed: seed of the shuffle of NumPy training data.
         **fit_kwargs: passed to ``model.fit`` (``epochs``, ``batch_size``,
             ``validation_data``, …).
 
@@ -68,7 +70,7 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
         trained.compile_from_config(config)
     else:
         trained.compile(**config)
-    x, fit_kwargs = _fit_inputs(x, y, fit_kwargs)
+    x, fit_kwargs = _fit_inputs(x, y, fit_kwargs, shuffle_seed)
     best = _BestWeights(model)
     callbacks = [best, *copy.deepcopy(list(callbacks or []))]
     restore = _hold_zeros(model, kernel_masks or {})
@@ -190,7 +192,7 @@ class _MaskConstraint(keras.constraints.Constraint):
         return w * keras.ops.convert_to_tensor(self.keep, dtype=w.dtype)
 
 
-def _fit_inputs(x, y, fit_kwargs):
+def _fit_inputs(x, y, fit_kwargs, seed):
     """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
     if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
         return x, {"y": y, **fit_kwargs} if y is not None else fit_kwargs
@@ -199,7 +201,6 @@ def _fit_inputs(x, y, fit_kwargs):
     kwargs = dict(fit_kwargs)
     batch_size = kwargs.pop("batch_size", None) or 32
     shuffle = kwargs.pop("shuffle", True)
-    seed = kwargs.pop("seed", None)
     if "validation_split" in kwargs:
         raise TrainingError(
             "validation_split is not supported here: the pruner already holds out search data. "
