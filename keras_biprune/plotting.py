@@ -1,0 +1,265 @@
+"""Figures of a pruning run: the Pareto front, kept widths, the search history.
+
+Every function returns a `matplotlib.figure.Figure` built with the
+object-oriented API: pyplot is never imported and no global matplotlib state
+(backend, ``rcParams``) is touched, so the figures work in scripts, notebooks
+and headless jobs alike. Pass ``ax`` to draw into an axes of your own figure.
+"""
+
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from keras_biprune.errors import SearchError
+from keras_biprune.graph import ChannelGraph, trace
+
+__all__ = ["plot_pareto_front", "plot_search_history", "plot_widths"]
+
+_MEASURES = {"flops": "FLOPs", "params": "Parameters", "filters": "Filters"}
+
+
+def _axes(ax, figsize, name):
+    """A fresh tight-layout figure and axes, or ``ax`` and its figure."""
+    if ax is None:
+        figure = Figure(figsize=figsize, layout="tight")
+        return figure, figure.add_subplot()
+    if not isinstance(ax, Axes):
+        raise SearchError(f"{name} draws into a matplotlib Axes. Received: ax={type(ax).__name__}."
+                          " Pass ax=None for a new figure, or an axes, e.g. fig.add_subplot().")
+    return ax.get_figure(root=True), ax
+
+
+def _points(items, name):
+    """(n, 2) array of (cost, score) from `Solution` objects or (cost, score) pairs."""
+    rows = []
+    for item in items:
+        pair = (item.cost, item.score) if hasattr(item, "cost") and hasattr(item, "score") else item
+        try:
+            cost, score = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise SearchError(
+                f"{name} must hold Solution objects or (cost, score) pairs. Received: an item "
+                f"{item!r:.80}. Pass e.g. {name}=front.select(3) or {name}=[(0.5, 0.91)]."
+            ) from None
+        rows.append((cost, score))
+    return np.array(rows, dtype="float64").reshape(-1, 2)
+
+
+def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, others=None, ax=None):
+    """Score against kept cost of the plans on a Pareto front.
+
+    The front is drawn as a step line with markers: for every kept share of the
+    cost measure, the best score a plan on the front reaches at that cost.
+
+    Args:
+        front: a `keras_biprune.search.ParetoFront` with at least one solution.
+        baseline: the unpruned model's score, drawn as a dashed line, or None.
+        selected: `Solution` objects (or (cost, score) pairs) to highlight,
+            e.g. ``front.select(3)``, or None.
+        chosen: one `Solution` (or (cost, score) pair) to mark with a star, or None.
+        others: (cost, score) pairs (or `Solution` objects) of other evaluated
+            plans, drawn as a faint cloud, or None.
+        ax: a matplotlib `Axes` to draw into, or None for a new figure.
+
+    Returns:
+        The `matplotlib.figure.Figure` (the figure of ``ax`` when given).
+
+    Raises:
+        SearchError: ``front`` is not a non-empty `ParetoFront`, or a point is malformed.
+
+    Example:
+
+    ```python
+    from keras_biprune.plotting import plot_pareto_front
+    result = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.05).run()
+    fig = plot_pareto_front(result.front, baseline=evaluator.baseline,
+                            selected=result.front.select(3), chosen=result.best)
+    fig.savefig("front.png")
+    ```
+    """
+    if not (hasattr(front, "solutions") and hasattr(front, "measure")):
+        hint = " It looks like a SearchResult: pass result.front." if hasattr(front, "front") else ""
+        raise SearchError(f"plot_pareto_front expects a ParetoFront. Received: "
+                          f"front={type(front).__name__}.{hint}")
+    if len(front.solutions) == 0:
+        raise SearchError("plot_pareto_front needs a ParetoFront with at least one solution. "
+                          "Received: an empty front (no feasible plan was found). Loosen "
+                          "max_accuracy_drop or target, or search longer.")
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, numbers.Real)):
+        raise SearchError(f"baseline must be a number (the unpruned score) or None. "
+                          f"Received: baseline={baseline!r}.")
+    points = _points(front.solutions, "front")
+    figure, ax = _axes(ax, (7.0, 4.5), "plot_pareto_front")
+    if others is not None:
+        cloud = _points(others, "others")
+        ax.scatter(cloud[:, 0], cloud[:, 1], s=12, color="gray", alpha=0.3, linewidths=0,
+                   zorder=1, label=f"other plans ({len(cloud)})")
+    ax.step(points[:, 0], points[:, 1], where="post", marker="o", color="tab:blue", zorder=3,
+            label=f"Pareto front ({len(points)} plans)")
+    if baseline is not None:
+        ax.axhline(float(baseline), linestyle="--", linewidth=1, color="black", label="unpruned")
+    if selected is not None:
+        picked = _points(selected, "selected")
+        ax.scatter(picked[:, 0], picked[:, 1], s=150, facecolors="none", edgecolors="tab:orange",
+                   linewidths=2, zorder=4, label=f"selected ({len(picked)})")
+    if chosen is not None:
+        (cost, score), = _points([chosen], "chosen")
+        ax.scatter([cost], [score], marker="*", s=300, color="tab:red", edgecolors="black",
+                   zorder=5, label=f"chosen ({cost:.0%} kept, score {score:.3g})")
+    measure = _MEASURES.get(front.measure, str(front.measure).capitalize())
+    direction = "higher" if getattr(front, "greater_is_better", True) else "lower"
+    ax.set(xlabel=f"{measure} kept (share of the unpruned model)",
+           ylabel=f"Score before fine-tuning ({direction} is better)",
+           title=f"Pareto front: score against {measure} kept")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return figure
+
+
+def plot_widths(graph, plan, *, ax=None):
+    """Original and kept channels of every prunable group, as bars.
+
+    Args:
+        graph: the `ChannelGraph` of the unpruned model (a Keras model is traced).
+        plan: a `PruningPlan` made for that graph; groups it does not list
+            are kept whole.
+        ax: a matplotlib `Axes` to draw into, or None for a new figure, whose
+            width grows with the number of groups.
+
+    Returns:
+        The `matplotlib.figure.Figure` (the figure of ``ax`` when given).
+
+    Raises:
+        InvalidPlanError: ``plan`` does not fit ``graph`` (see `PruningPlan.validate`).
+
+    Example:
+
+    ```python
+    from keras_biprune.plotting import plot_widths
+    graph = kb.trace(model)
+    fig = plot_widths(graph, kb.PruningPlan.random(graph, ratio=0.5, seed=0))
+    fig.savefig("widths.png")
+    ```
+    """
+    if not isinstance(graph, ChannelGraph):
+        graph = trace(graph)
+    if not hasattr(plan, "validate") or not hasattr(plan, "keep"):
+        raise SearchError(f"plot_widths expects a PruningPlan. Received: plan="
+                          f"{type(plan).__name__}. Build one, e.g. kb.PruningPlan.random(graph).")
+    plan.validate(graph)
+    groups = graph.prunable_groups
+    n = len(groups)
+    figure, ax = _axes(ax, (max(6.0, min(0.28 * n + 2.0, 40.0)), 4.5), "plot_widths")
+    sizes = np.array([g.size for g in groups])
+    kept = np.array([len(plan.keep.get(g.id, range(g.size))) for g in groups])
+    x = np.arange(n)
+    ax.bar(x, sizes, width=0.8, color="#c6dbef", edgecolor="#6baed6", label="original")
+    ax.bar(x, kept, width=0.55, color="#08519c", label="kept")
+    style = ({"rotation": 90, "fontsize": 8} if n > 12 else
+             {"rotation": 45, "ha": "right", "rotation_mode": "anchor", "fontsize": 9})
+    ax.set_xticks(x, [g.id for g in groups], **style)
+    ax.set_xlim(-0.6, max(n, 1) - 0.4)
+    total = int(sizes.sum())
+    share = f" ({kept.sum() / total:.0%})" if total else ""
+    ax.set(title=f"Kept channels: {int(kept.sum())} of {total}{share}, {n} prunable groups",
+           xlabel="Channel group", ylabel="Channels")
+    if n == 0:
+        ax.text(0.5, 0.5, "no prunable group", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(loc="best", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def plot_search_history(history, *, ax=None):
+    """Best and mean fitness per generation, with the evaluations spent.
+
+    Fitness is on the left axis, the cumulative number of evaluated plans on a
+    right axis. When the records carry ``hypervolume`` (NSGA-II), it gets a
+    second panel below (or, when ``ax`` is given, a dotted line on ``ax``).
+
+    Args:
+        history: the list of per-generation records of a search
+            (``SearchResult.history``, ``pruner.search_history_``) or a
+            `SearchResult`. Each record holds ``generation`` and ``best``,
+            optionally ``mean``, ``evaluations`` and ``hypervolume``.
+        ax: a matplotlib `Axes` to draw into, or None for a new figure.
+
+    Returns:
+        The `matplotlib.figure.Figure` (the figure of ``ax`` when given).
+
+    Raises:
+        SearchError: ``history`` is empty or its records are malformed.
+
+    Example:
+
+    ```python
+    from keras_biprune.plotting import plot_search_history
+    result = kb.search.BiLevelSearch(evaluator, target=0.5, max_accuracy_drop=None).run()
+    plot_search_history(result.history).savefig("history.png")
+    ```
+    """
+    records = getattr(history, "history", history)
+    if isinstance(records, Mapping) or not hasattr(records, "__iter__"):
+        raise SearchError("plot_search_history expects a list of per-generation dicts. Received: "
+                          f"history={type(records).__name__}. Pass result.history.")
+    records = list(records)
+    if not records:
+        raise SearchError("plot_search_history needs at least one generation. Received: an "
+                          "empty history. Run the search for generations >= 1 first.")
+    for record in records:
+        if not isinstance(record, Mapping) or "generation" not in record or "best" not in record:
+            raise SearchError("Each history record must be a dict with 'generation' and 'best'. "
+                              f"Received: {record!r:.100}. Pass SearchResult.history unchanged.")
+
+    def column(key):
+        try:
+            return np.array([np.nan if r.get(key) is None else float(r[key]) for r in records])
+        except (TypeError, ValueError):
+            raise SearchError(f"History values must be numbers. Received: {key}="
+                              f"{[r.get(key) for r in records][:5]!r:.100}. Pass "
+                              "SearchResult.history unchanged.") from None
+
+    generations, best, mean = column("generation"), column("best"), column("mean")
+    evaluations, hypervolume = column("evaluations"), column("hypervolume")
+    has_hv = bool(np.isfinite(hypervolume).any())
+    if ax is None:
+        figure = Figure(figsize=(7.0, 6.0 if has_hv else 4.0), layout="tight")
+        axes = figure.subplots(2 if has_hv else 1, 1, sharex=True, squeeze=False)[:, 0]
+        ax, hv_ax = axes[0], (axes[1] if has_hv else None)
+    else:
+        figure, ax = _axes(ax, None, "plot_search_history")
+        hv_ax = ax if has_hv else None
+    ax.plot(generations, best, marker="o", color="tab:blue", label="best fitness")
+    if np.isfinite(mean).any():
+        ax.plot(generations, mean, marker="s", markersize=4, linestyle="--", color="tab:orange",
+                label="mean fitness")
+    ax.set_ylabel("Fitness")
+    handles, top = [], ax
+    if np.isfinite(evaluations).any():
+        twin = top = ax.twinx()
+        handles += twin.step(generations, evaluations, where="post", color="gray", alpha=0.7,
+                             label="plans evaluated")
+        twin.set_ylabel("Plans evaluated (cumulative)")
+        twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if hv_ax is not None:
+        own = hv_ax is not ax
+        hv_ax.plot(generations, hypervolume, marker="^", color="tab:green",
+                   linestyle="-" if own else ":", label="front hypervolume")
+        if own:
+            hv_ax.set_ylabel("Front hypervolume")
+            hv_ax.legend(loc="lower right", fontsize="small")
+            hv_ax.grid(alpha=0.3)
+    bottom = hv_ax if hv_ax is not None else ax
+    bottom.set_xlabel("Generation")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    spent = f", {int(evaluations[-1])} plans evaluated" if np.isfinite(evaluations[-1]) else ""
+    ax.set_title(f"Search history: {len(records)} generations{spent}")
+    ax.grid(alpha=0.3)
+    lines = ax.get_legend_handles_labels()[0] + handles
+    top.legend(lines, [line.get_label() for line in lines], loc="best", fontsize="small")
+    return figure
