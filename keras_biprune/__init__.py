@@ -12,7 +12,16 @@ best = kb.search.BiLevelSearch(evaluator, target=0.5, max_accuracy_drop=None).ru
 ```
 """
 
-from keras_biprune import criteria, errors, handlers, layers, search
+from keras_biprune import (
+    criteria,
+    datasets,
+    errors,
+    handlers,
+    layers,
+    plotting,
+    search,
+    training,
+)
 from keras_biprune.errors import (
     BiPruneError,
     HandlerError,
@@ -24,11 +33,13 @@ from keras_biprune.errors import (
 from keras_biprune.evaluate import Cost, CostReport, Evaluator, cost, count_params
 from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
 from keras_biprune.handlers import LayerHandler, register_handler
+from keras_biprune.pruner import BiLevelPruner
 from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BiLevelPruner",
     "BiPruneError",
     "ChannelGraph",
     "ChannelGroup",
@@ -47,11 +58,14 @@ __all__ = [
     "cost",
     "count_params",
     "criteria",
+    "datasets",
     "errors",
     "handlers",
     "layers",
     "masked_model",
+    "plotting",
     "register_handler",
     "search",
     "trace",
+    "training",
 ]

@@ -16,8 +16,8 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
              **fit_kwargs):
     """Fine-tunes a pruned model with the original model's training setup.
 
-    The pruned model is compiled with a fresh copy of the original's
-    optimizer, loss and metrics (``original.get_compile_config()``), or with
+    The pruned model is compiled (and stays compiled) with a fresh copy of
+    the original's optimizer, loss and metrics (``original.get_compile_config()``), or with
     ``compile_kwargs``. Callbacks are deep-copied, so the user's objects keep
     their state. With a ``teacher``, the loss is ``alpha`` × the original
     loss + (1 − ``alpha``) × T² × the KL divergence between the teacher's
@@ -66,10 +66,11 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
         )
     config = compile_config(original, compile_kwargs)
     trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
-    if compile_kwargs is None:
-        trained.compile_from_config(config)
-    else:
-        trained.compile(**config)
+    for target in {id(model): model, id(trained): trained}.values():
+        if compile_kwargs is None:
+            target.compile_from_config(config)
+        else:
+            target.compile(**config)
     x, fit_kwargs = _fit_inputs(x, y, fit_kwargs, shuffle_seed)
     best = _BestWeights(model)
     callbacks = [best, *copy.deepcopy(list(callbacks or []))]
@@ -195,6 +196,8 @@ class _MaskConstraint(keras.constraints.Constraint):
 def _fit_inputs(x, y, fit_kwargs, seed):
     """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
     if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
+        if hasattr(x, "cardinality"):          # a tf.data.Dataset batches and shuffles itself
+            fit_kwargs = {"shuffle": False, **fit_kwargs}
         return x, {"y": y, **fit_kwargs} if y is not None else fit_kwargs
     from keras_biprune.datasets import as_dataset
 

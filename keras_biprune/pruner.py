@@ -1,0 +1,382 @@
+"""BiLevelPruner: search, prune, fine-tune and export, as one Keras-style estimator."""
+
+import inspect
+import logging
+import math
+import numbers
+import time
+
+import keras
+import numpy as np
+
+from keras_biprune import search as search_module
+from keras_biprune.errors import BiPruneError, SearchError
+from keras_biprune.evaluate import Evaluator, cost
+from keras_biprune.search import ParetoFront
+from keras_biprune.surgery import apply_plan
+from keras_biprune.training import compile_config, finetune, recalibrate_batch_norm
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("bilevel", "nsga2")
+
+
+class BiLevelPruner:
+    """Prunes a trained Keras model by evolutionary search, then fine-tunes it.
+
+    ``fit`` (1) holds out part of the training data for the search (or uses
+    ``search_data``; never ``validation_data``), (2) scores plans there with
+    a `keras_biprune.Evaluator` (adaptive batch norm by default), (3) runs
+    the bi-level co-evolution (``method="bilevel"``, see
+    `keras_biprune.search.BiLevelSearch`) or the one-shot NSGA-II search
+    (``"nsga2"``, `keras_biprune.search.NSGA2Search`), (4) rebuilds a smaller
+    model by layer surgery and (5) fine-tunes it with the original model's
+    optimizer, loss and metrics (fresh copies), optionally distilling from
+    the unpruned model. With ``"nsga2"``, ``n_select`` solutions of the front
+    under the FLOPs budget are fine-tuned once each and the best on the
+    validation data is kept; all are in ``candidates_``.
+
+    ``__init__`` only stores its arguments (scikit-learn rules); they are
+    checked when ``fit`` starts. The model is never modified.
+
+    Args:
+        model: a trained functional or Sequential Keras model, compiled (or
+            pass ``compile_kwargs``).
+        method: ``"bilevel"`` or ``"nsga2"``.
+        target_flops: the share of the model's FLOPs to keep, in (0, 1].
+        max_accuracy_drop: the accuracy constraint ε of the bi-level search
+            (metric units), or None (best accuracy within the budget).
+        channel_granularity: ``"layer"`` (inputs removed per layer) or
+            ``"filter"`` (per-filter kernel zeros, kept through fine-tuning).
+        criteria: the criterion ranking channels: a name, a criterion, or
+            ``"blend"`` (a blend of criteria calibrated on the search data
+            by `keras_biprune.search.calibrate_blend`).
+        metric: the evaluator's metric.
+        search_fraction: the share of array training data held out for the
+            search when ``search_data`` is not given.
+        eval_size, calibration_size, adaptive_bn: see `keras_biprune.Evaluator`.
+        search_kwargs: more arguments for the search class (``generations``,
+            ``population_size``, ``max_evaluations``, …).
+        n_select: ``"nsga2"`` only: front solutions fine-tuned.
+        compile_kwargs: ``model.compile`` arguments for fine-tuning instead of
+            the original's.
+        temperature, alpha: distillation settings (see
+            `keras_biprune.training.finetune`).
+        recalibrate_bn: re-estimate batch-norm statistics after fine-tuning.
+        checkpoint_dir: where the search saves its state every generation
+            (a rerun resumes).
+        random_state: seed of the data split, the search and the shuffles.
+        verbose: 0 silent, 1 progress bars.
+
+    Attributes:
+        pruned_model_: the fine-tuned slim model.
+        plan_: its `PruningPlan` (replay with ``kb.apply_plan(model, plan_)``).
+        pareto_front_: the `ParetoFront` of the searched plans.
+        search_history_: per generation records of the search.
+        history_: the fine-tuning ``History``.
+        candidates_: ``"nsga2"``: dicts with plan, model, history, score.
+        report_: a dict of the figures ``summary`` prints.
+        evaluator_: the `Evaluator` used by the search.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    pruner = kb.BiLevelPruner(model, target_flops=0.5, max_accuracy_drop=None)
+    history = pruner.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=5)
+    print(pruner.summary())
+    pruner.export("pruned", representative_data=x_train[:200])
+    ```
+    """
+
+    def __init__(self, model, method="bilevel", target_flops=0.5, max_accuracy_drop=0.01,
+                 channel_granularity="layer", criteria="l1", metric="accuracy",
+                 search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
+                 search_kwargs=None, n_select=3, compile_kwargs=None, temperature=4.0,
+                 alpha=0.5, recalibrate_bn=True, checkpoint_dir=None, random_state=0,
+                 verbose=1):
+        self.model = model
+        self.method = method
+        self.target_flops = target_flops
+        self.max_accuracy_drop = max_accuracy_drop
+        self.channel_granularity = channel_granularity
+        self.criteria = criteria
+        self.metric = metric
+        self.search_fraction = search_fraction
+        self.eval_size = eval_size
+        self.calibration_size = calibration_size
+        self.adaptive_bn = adaptive_bn
+        self.search_kwargs = search_kwargs
+        self.n_select = n_select
+        self.compile_kwargs = compile_kwargs
+        self.temperature = temperature
+        self.alpha = alpha
+        self.recalibrate_bn = recalibrate_bn
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ parameters
+    def get_params(self, deep=False):
+        """The constructor arguments, by name."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params):
+        """Sets constructor arguments; returns the pruner."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise BiPruneError(f"BiLevelPruner has no parameter {name!r}. Received: "
+                                   f"{name}={value!r}. Valid: {sorted(valid)}.")
+            setattr(self, name, value)
+        return self
+
+    def _validate(self):
+        if not isinstance(self.model, keras.Model):
+            raise BiPruneError(f"BiLevelPruner prunes a keras.Model. Received: model of type "
+                               f"{type(self.model).__name__}.")
+        if self.method not in METHODS:
+            raise SearchError(f"method must be one of {METHODS}. Received: "
+                              f"method={self.method!r}.")
+        t = self.target_flops
+        if not isinstance(t, numbers.Real) or isinstance(t, bool) or not 0 < t <= 1:
+            raise SearchError(
+                f"target_flops is the share of FLOPs to keep, in (0, 1]. Received: "
+                f"target_flops={t!r}. Use e.g. 0.5 to halve the FLOPs."
+            )
+        if not 0 < self.search_fraction < 1:
+            raise SearchError(f"search_fraction must be in (0, 1). Received: "
+                              f"search_fraction={self.search_fraction!r}.")
+        compile_config(self.model, self.compile_kwargs)
+
+    # ------------------------------------------------------------ the steps
+    def fit(self, x=None, y=None, *, validation_data=None, search_data=None, distill=False,
+            callbacks=None, **fit_kwargs):
+        """Searches, prunes and fine-tunes; see the class docstring.
+
+        Args:
+            x, y: training data, as ``model.fit`` takes them (arrays,
+                ``tf.data.Dataset``, ``keras.utils.PyDataset``).
+            validation_data: passed to fine-tuning; the search never sees it.
+            search_data: ``(x, y)`` or a dataset the search scores plans on.
+                Default: ``search_fraction`` of array training data, or the
+                first batches of a dataset of known length.
+            distill: distill from the unpruned model while fine-tuning.
+            callbacks: Keras callbacks for fine-tuning (deep-copied).
+            **fit_kwargs: passed to ``model.fit`` (``epochs``, ``batch_size``, …).
+
+        Returns:
+            The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``).
+        """
+        self._validate()
+        x_train, y_train, search_data = self._split(x, y, search_data)
+        self.search(search_data=search_data)
+        if self.method == "bilevel":
+            return self.finetune(x_train, y_train, validation_data=validation_data,
+                                 distill=distill, callbacks=callbacks, **fit_kwargs)
+        pool = [s for s in self.pareto_front_ if s.cost <= self.target_flops]
+        if not pool:
+            raise SearchError(
+                f"No plan on the NSGA-II front keeps at most {self.target_flops} of the FLOPs. "
+                f"Received: a front with costs {np.round(self.pareto_front_.costs, 3).tolist()}."
+                " Raise max_prune_ratio or generations in search_kwargs, or the target."
+            )
+        selected = ParetoFront(pool, self.pareto_front_.greater_is_better).select(self.n_select)
+        scored_on = validation_data if validation_data is not None else search_data
+        for solution in selected:
+            self.plan_ = solution.plan
+            history = self.finetune(x_train, y_train, validation_data=validation_data,
+                                    distill=distill, callbacks=callbacks, **fit_kwargs)
+            self.candidates_.append({"plan": solution.plan, "model": self.pruned_model_,
+                                     "history": history,
+                                     "score": self._score(self.pruned_model_, scored_on)})
+        best = max(self.candidates_, key=lambda c: c["score"])
+        self.plan_, self.pruned_model_, self.history_ = best["plan"], best["model"], best["history"]
+        self._fill_report(validation_data)
+        return self.history_
+
+    def search(self, x=None, y=None, *, search_data=None):
+        """Runs the search only (forgetting any earlier fit); sets ``plan_``, ``pareto_front_``,
+        ``search_history_``.
+
+        Args:
+            x, y: the data to search on (or pass ``search_data``).
+        """
+        self._validate()
+        self._reset()
+        data = search_data if search_data is not None else (x if y is None else (x, y))
+        started = time.perf_counter()
+        self.evaluator_ = Evaluator(self.model, data, metric=self.metric,
+                                    eval_size=self.eval_size,
+                                    calibration_size=self.calibration_size,
+                                    adaptive_bn=self.adaptive_bn, random_state=self.random_state)
+        criterion = self.criteria
+        if criterion == "blend":
+            criterion = search_module.calibrate_blend(
+                self.evaluator_, self.model, keep=math.sqrt(self.target_flops),
+                random_state=self.random_state, verbose=self.verbose)
+        settings = {"criterion": criterion, "random_state": self.random_state,
+                    "checkpoint_dir": self.checkpoint_dir, "verbose": self.verbose}
+        if self.method == "bilevel":
+            search = search_module.BiLevelSearch(
+                self.evaluator_, target=self.target_flops, max_accuracy_drop=self.max_accuracy_drop,
+                channel_granularity=self.channel_granularity, **settings,
+                **(self.search_kwargs or {}))
+        else:
+            search = search_module.NSGA2Search(
+                self.evaluator_, **({"max_accuracy_drop": 1.0} | settings
+                                    | (self.search_kwargs or {})))
+        result = search.run()
+        self.search_result_ = result
+        self.plan_ = result.best.plan
+        self.pareto_front_ = result.front
+        self.search_history_ = result.history
+        self.report_["search"] = {"method": self.method, "evaluations": result.n_evaluations,
+                                  "seconds": time.perf_counter() - started,
+                                  "best_score": result.best.score, "best_cost": result.best.cost,
+                                  "baseline_score": self.evaluator_.baseline}
+        return self
+
+    def prune(self, plan=None):
+        """A new slim model from ``plan`` (default ``plan_``); the original is untouched."""
+        plan = plan if plan is not None else getattr(self, "plan_", None)
+        if plan is None:
+            raise BiPruneError("No plan yet. Received: prune() before search(). Call fit or "
+                               "search first, or pass prune(plan=...).")
+        return apply_plan(self.model, plan)
+
+    def finetune(self, x=None, y=None, *, validation_data=None, distill=False, callbacks=None,
+                 **fit_kwargs):
+        """Prunes with ``plan_`` and fine-tunes; sets ``pruned_model_`` and ``history_``."""
+        self._validate()
+        started = time.perf_counter()
+        slim = self.prune()
+        masks = {path: np.any(keras.ops.convert_to_numpy(_layer_at(slim, path).kernel) != 0,
+                              axis=tuple(range(len(_layer_at(slim, path).kernel.shape) - 2)))
+                 for path in self.plan_.kernels}
+        self.history_ = finetune(
+            slim, self.model, x, y, compile_kwargs=self.compile_kwargs, callbacks=callbacks,
+            teacher=self.model if distill else None, temperature=self.temperature,
+            alpha=self.alpha, kernel_masks=masks, shuffle_seed=self.random_state,
+            verbose=fit_kwargs.pop("verbose", self.verbose), **fit_kwargs)
+        if self.recalibrate_bn and x is not None:
+            recalibrate_batch_norm(slim, x if y is None else (x, y))
+        self.pruned_model_ = slim
+        self.report_["finetune_seconds"] = time.perf_counter() - started
+        if self.method == "bilevel":
+            self._fill_report(validation_data)
+        return self.history_
+
+    # ------------------------------------------------------------ reporting
+    def _fill_report(self, validation_data):
+        graph = self.evaluator_.graph
+        full, slim = cost(graph), cost(graph, self.plan_)
+        self.report_.update({
+            "params": {"original": full.params, "pruned": slim.params,
+                       "pruned_nonzero": slim.sparse_params},
+            "macs": {"original": full.macs, "pruned": slim.macs, "pruned_sparse": slim.sparse_macs},
+            "flops_kept": slim.macs / full.macs, "sparse_flops_kept": slim.sparse_macs / full.macs,
+            "target_flops": self.target_flops,
+            "widths": {g.id: [g.size, len(self.plan_.keep.get(g.id, range(g.size)))]
+                       for g in graph.prunable_groups},
+        })
+        if validation_data is not None:
+            self.report_["validation"] = {
+                "original": _evaluate(self.model, validation_data),
+                "pruned": _evaluate(self.pruned_model_, validation_data)}
+
+    def summary(self, print_fn=None):
+        """A table of widths, params, FLOPs and accuracy before and after; printed and returned."""
+        if not getattr(self, "pruned_model_", None):
+            raise BiPruneError("summary() needs a fitted pruner. Received: an unfitted one. "
+                               "Call fit first.")
+        r = self.report_
+        lines = [f"BiLevelPruner ({self.method}) on {self.model.name!r}",
+                 f"{'':22}{'original':>14}{'pruned':>14}{'kept':>8}",
+                 _row("parameters", r["params"]["original"], r["params"]["pruned"]),
+                 _row("MACs", r["macs"]["original"], r["macs"]["pruned"])]
+        if r["macs"]["pruned_sparse"] != r["macs"]["pruned"]:
+            lines.append(_row("MACs (non-zero)", r["macs"]["original"],
+                              r["macs"]["pruned_sparse"]))
+        for name, before in r.get("validation", {}).get("original", {}).items():
+            after = r["validation"]["pruned"].get(name, float("nan"))
+            lines.append(f"{'val ' + name:22}{before:>14.4f}{after:>14.4f}")
+        lines.append("widths (group: original -> pruned):")
+        lines += [f"  {g}: {a} -> {b}" for g, (a, b) in r["widths"].items()]
+        text = "\n".join(lines)
+        (print_fn or print)(text)
+        return text
+
+    def plot_pareto_front(self, **kwargs):
+        """A matplotlib Figure of the front (see `keras_biprune.plotting.plot_pareto_front`)."""
+        from keras_biprune import plotting
+
+        chosen = next((s for s in self.pareto_front_ if s.plan == self.plan_), None)
+        return plotting.plot_pareto_front(self.pareto_front_, baseline=self.evaluator_.baseline,
+                                          chosen=chosen, **kwargs)
+
+    def plot_widths(self, **kwargs):
+        """A matplotlib Figure of each group's width before and after."""
+        from keras_biprune import plotting
+
+        return plotting.plot_widths(self.evaluator_.graph, self.plan_, **kwargs)
+
+    def plot_search_history(self, **kwargs):
+        """A matplotlib Figure of the search's fitness per generation."""
+        from keras_biprune import plotting
+
+        return plotting.plot_search_history(self.search_history_, **kwargs)
+
+    def _score(self, model, data):
+        results = _evaluate(model, data)
+        if self.metric in results:
+            return results[self.metric]
+        return -results["loss"]
+
+    def _reset(self):
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
+        self.report_ = {}
+        self.candidates_ = []
+
+    def _split(self, x, y, search_data):
+        """(x_train, y_train, search_data): the search's share held out of the training data."""
+        if search_data is not None:
+            return x, y, search_data
+        if isinstance(x, np.ndarray) and y is not None:
+            n = len(x)
+            order = np.random.default_rng(self.random_state).permutation(n)
+            n_search = max(1, round(self.search_fraction * n))
+            held, kept = np.sort(order[:n_search]), np.sort(order[n_search:])
+            return x[kept], y[kept], (x[held], y[held])
+        if hasattr(x, "take") and hasattr(x, "skip") and hasattr(x, "cardinality"):
+            batches = int(x.cardinality())
+            if batches > 1:
+                n_search = max(1, round(self.search_fraction * batches))
+                return x.skip(n_search), None, x.take(n_search)
+        raise SearchError(
+            "fit holds out part of the training data for the search, which needs NumPy arrays "
+            f"(x, y) or a tf.data.Dataset of known length. Received: x of type "
+            f"{type(x).__name__}. Pass search_data=(x_search, y_search)."
+        )
+
+
+def _row(name, before, after):
+    return f"{name:22}{before:>14,}{after:>14,}{after / before:>8.1%}"
+
+
+def _evaluate(model, data):
+    """``model.evaluate`` as a dict, on (x, y) arrays or a dataset."""
+    if isinstance(data, (tuple, list)):
+        return {k: float(v) for k, v in model.evaluate(
+            data[0], data[1], verbose=0, return_dict=True).items()}
+    return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+
+
+def _layer_at(model, path):
+    """The layer at ``outer/inner`` path of a model."""
+    layer = model
+    for name in path.split("/"):
+        layer = layer.get_layer(name)
+    return layer

@@ -1,0 +1,153 @@
+"""BiLevelPruner end to end on a tiny model: search, prune, fine-tune, report."""
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import keras_biprune as kb
+from keras_biprune.errors import SearchError, TrainingError
+
+SMALL = {"generations": 2, "population_size": 4}
+
+
+def _model():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(10, name="fc")(h), name="digits")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[..., None] / 16.0).astype("float32")
+    return (x[:1200], d.target[:1200]), (x[1200:], d.target[1200:])
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    (x, y), _ = digits
+    keras.utils.set_random_seed(0)
+    model = _model()
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    return model
+
+
+def _pruner(model, **kwargs):
+    settings = {"target_flops": 0.5, "max_accuracy_drop": None, "search_kwargs": SMALL,
+                "eval_size": 128, "calibration_size": 64, "verbose": 0}
+    return kb.BiLevelPruner(model, **(settings | kwargs))
+
+
+def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, digits):
+    (x, y), validation = digits
+    weights = [np.array(w) for w in trained.get_weights()]
+    pruner = _pruner(trained)
+    history = pruner.fit(x, y, validation_data=validation, epochs=2, batch_size=64)
+    assert isinstance(history, keras.callbacks.History) and len(history.history["loss"]) == 2
+    assert pruner.report_["flops_kept"] <= 0.5
+    assert pruner.pruned_model_.count_params() == pruner.report_["params"]["pruned"]
+    assert pruner.pruned_model_.count_params() < trained.count_params()
+    replay = kb.apply_plan(trained, pruner.plan_)
+    assert [w.shape for w in replay.weights] == [w.shape for w in pruner.pruned_model_.weights]
+    for a, b in zip(weights, trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert set(pruner.report_["validation"]["pruned"]) == {"loss", "accuracy"}
+    assert len(pruner.search_history_) == 2 and len(pruner.pareto_front_) >= 1
+    text = pruner.summary(print_fn=lambda _: None)
+    assert "parameters" in text and "c1: 12 ->" in text
+    for figure in (pruner.plot_pareto_front(), pruner.plot_widths(),
+                   pruner.plot_search_history()):
+        assert isinstance(figure, Figure)
+
+
+def test_the_search_sees_only_held_out_training_data(trained, digits):
+    (x, y), (x_val, _) = digits
+    pruner = _pruner(trained, search_fraction=0.2)
+    pruner.search(*pruner._split(x, y, None)[2])
+    searched = pruner.evaluator_.x_eval[0].reshape(len(pruner.evaluator_.x_eval[0]), -1)
+    train = {row.tobytes() for row in x.reshape(len(x), -1)}
+    val = {row.tobytes() for row in x_val.reshape(len(x_val), -1)}
+    assert all(row.tobytes() in train for row in searched)
+    assert not any(row.tobytes() in val for row in searched if row.tobytes() not in train)
+    x_train, _, (x_search, _) = pruner._split(x, y, None)
+    assert len(x_train) + len(x_search) == len(x) and len(x_search) == 240
+    assert not {r.tobytes() for r in x_train} & {r.tobytes() for r in x_search}
+
+
+def test_nsga2_fine_tunes_the_selected_front_plans_and_keeps_the_best(trained, digits):
+    (x, y), validation = digits
+    pruner = _pruner(trained, method="nsga2", n_select=2,
+                     search_kwargs=SMALL | {"max_prune_ratio": 0.9})
+    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
+    assert 1 <= len(pruner.candidates_) <= 2
+    assert all(kb.cost(pruner.evaluator_.graph, c["plan"]).macs
+               <= 0.5 * kb.cost(pruner.evaluator_.graph).macs for c in pruner.candidates_)
+    best = max(pruner.candidates_, key=lambda c: c["score"])
+    assert pruner.pruned_model_ is best["model"] and pruner.plan_ == best["plan"]
+
+
+def test_filter_granularity_keeps_kernel_zeros_through_fine_tuning(trained, digits):
+    (x, y), _ = digits
+    pruner = _pruner(trained, channel_granularity="filter", search_kwargs=SMALL | {
+        "upper_slack": 0.6})
+    pruner.fit(x, y, epochs=2, batch_size=64, distill=True)
+    assert pruner.plan_.kernels, "the lower level should zero some kernel entries"
+    for path in pruner.plan_.kernels:
+        kernel = keras.ops.convert_to_numpy(pruner.pruned_model_.get_layer(path).kernel)
+        assert (np.abs(kernel.reshape(-1, *kernel.shape[-2:])).sum(axis=0) == 0).any()
+    assert pruner.report_["sparse_flops_kept"] <= 0.5 < pruner.report_["flops_kept"] + 0.5
+
+
+def test_a_dataset_is_split_by_batches(trained, digits):
+    (x, y), _ = digits
+    dataset = kb.datasets.as_dataset(x, y, batch_size=100)
+    pruner = _pruner(trained, search_fraction=0.25)
+    pruner.fit(dataset, epochs=1)
+    assert len(pruner.evaluator_.y_eval) == 128
+    assert pruner.history_.history["loss"]
+
+
+def test_params_are_stored_and_checked_only_when_fitting(trained, digits):
+    (x, y), _ = digits
+    pruner = kb.BiLevelPruner(trained, target_flops=2.0)
+    assert pruner.get_params()["target_flops"] == 2.0
+    with pytest.raises(SearchError, match="target_flops is the share"):
+        pruner.fit(x, y)
+    pruner.set_params(target_flops=0.5, method="evolve")
+    with pytest.raises(SearchError, match="method must be one of"):
+        pruner.fit(x, y)
+    with pytest.raises(kb.BiPruneError, match="no parameter 'epochs'"):
+        pruner.set_params(epochs=3)
+    with pytest.raises(TrainingError, match="not compiled"):
+        _pruner(_model()).fit(x, y)
+    with pytest.raises(SearchError, match="Pass search_data"):
+        _pruner(trained).fit(list(x), y)
+
+
+def test_fitting_twice_starts_afresh_and_an_interruption_keeps_the_model(trained, digits):
+    (x, y), _ = digits
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    pruner = _pruner(trained, method="nsga2", n_select=2)
+    pruner.fit(x, y, epochs=1)
+    first = len(pruner.candidates_)
+    pruner.set_params(method="bilevel")
+    history = pruner.fit(x, y, epochs=5, callbacks=[Interrupt()])
+    assert first >= 1 and pruner.candidates_ == []
+    assert history.interrupted and len(history.history["loss"]) == 1   # epochs before the stop
+    assert pruner.pruned_model_.predict(x[:4], verbose=0).shape == (4, 10)
