@@ -16,6 +16,7 @@ from keras_biprune import (
     criteria,
     datasets,
     errors,
+    evaluate,
     handlers,
     layers,
     plotting,
@@ -60,6 +61,8 @@ __all__ = [
     "criteria",
     "datasets",
     "errors",
+    "evaluate",
+    "export",
     "handlers",
     "layers",
     "masked_model",
@@ -69,3 +72,12 @@ __all__ = [
     "trace",
     "training",
 ]
+
+
+def __getattr__(name):
+    # kb.export imports TensorFlow; load it only when asked for.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("keras_biprune.export")
+    raise AttributeError(f"module 'keras_biprune' has no attribute {name!r}")

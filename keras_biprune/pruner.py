@@ -1,24 +1,29 @@
 """BiLevelPruner: search, prune, fine-tune and export, as one Keras-style estimator."""
 
 import inspect
+import json
 import logging
 import math
 import numbers
+import os
 import time
 
 import keras
 import numpy as np
 
+from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
+from keras_biprune.graph import trace
 from keras_biprune.search import ParetoFront
-from keras_biprune.surgery import apply_plan
+from keras_biprune.surgery import PruningPlan, apply_plan
 from keras_biprune.training import compile_config, finetune, recalibrate_batch_norm
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("bilevel", "nsga2")
+_FORMAT = "keras_biprune.BiLevelPruner"
 
 
 class BiLevelPruner:
@@ -269,8 +274,13 @@ class BiLevelPruner:
         return self.history_
 
     # ------------------------------------------------------------ reporting
+    def _graph(self):
+        if getattr(self, "_traced", (None, None))[0] is not self.model:
+            self._traced = (self.model, trace(self.model))
+        return self._traced[1]
+
     def _fill_report(self, validation_data):
-        graph = self.evaluator_.graph
+        graph = self._graph()
         full, slim = cost(graph), cost(graph, self.plan_)
         self.report_.update({
             "params": {"original": full.params, "pruned": slim.params,
@@ -288,9 +298,7 @@ class BiLevelPruner:
 
     def summary(self, print_fn=None):
         """A table of widths, params, FLOPs and accuracy before and after; printed and returned."""
-        if not getattr(self, "pruned_model_", None):
-            raise BiPruneError("summary() needs a fitted pruner. Received: an unfitted one. "
-                               "Call fit first.")
+        self._check_fitted("summary")
         r = self.report_
         lines = [f"BiLevelPruner ({self.method}) on {self.model.name!r}",
                  f"{'':22}{'original':>14}{'pruned':>14}{'kept':>8}",
@@ -313,20 +321,95 @@ class BiLevelPruner:
         from keras_biprune import plotting
 
         chosen = next((s for s in self.pareto_front_ if s.plan == self.plan_), None)
-        return plotting.plot_pareto_front(self.pareto_front_, baseline=self.evaluator_.baseline,
+        return plotting.plot_pareto_front(self.pareto_front_,
+                                          baseline=self.report_["search"]["baseline_score"],
                                           chosen=chosen, **kwargs)
 
     def plot_widths(self, **kwargs):
         """A matplotlib Figure of each group's width before and after."""
         from keras_biprune import plotting
 
-        return plotting.plot_widths(self.evaluator_.graph, self.plan_, **kwargs)
+        return plotting.plot_widths(self._graph(), self.plan_, **kwargs)
 
     def plot_search_history(self, **kwargs):
         """A matplotlib Figure of the search's fitness per generation."""
         from keras_biprune import plotting
 
         return plotting.plot_search_history(self.search_history_, **kwargs)
+
+    # ------------------------------------------------------------ persistence
+    def export(self, directory, *, representative_data=None, overwrite=False):
+        """Writes the pruned model in every format, with plan, report and figures.
+
+        See `keras_biprune.export.export_model`: ``model.keras``,
+        ``saved_model/``, ``model.tflite``, ``model_int8.tflite`` (with
+        ``representative_data``), ``plan.json``, ``report.json``,
+        ``pareto.png``, ``widths.png``, ``history.png``.
+
+        Returns:
+            ``{artifact: path}``.
+        """
+        from keras_biprune.export import export_model
+
+        self._check_fitted("export")
+        figures = {"pareto": self.plot_pareto_front(), "widths": self.plot_widths(),
+                   "history": self.plot_search_history()}
+        return export_model(directory, self.pruned_model_, plan=self.plan_, report=self.report_,
+                            figures=figures, representative_data=representative_data,
+                            overwrite=overwrite)
+
+    def save(self, directory, overwrite=False):
+        """Saves the pruner: settings, original and pruned models, plan, front, histories.
+
+        `load` restores it; the search itself resumes from ``checkpoint_dir``.
+        """
+        from keras_biprune.export import ExportError, save_report
+
+        self._check_fitted("save")
+        directory = os.fspath(directory)
+        if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
+            raise ExportError(f"{directory!r} is not empty. Received: overwrite=False. Pass "
+                              "overwrite=True or choose a new directory.")
+        os.makedirs(directory, exist_ok=True)
+        params = self.get_params()
+        del params["model"]
+        if not isinstance(params["criteria"], str):
+            params["criteria"] = criteria_module.serialize(params["criteria"])
+        self.model.save(os.path.join(directory, "original.keras"))
+        self.pruned_model_.save(os.path.join(directory, "pruned.keras"))
+        save_report({"format": _FORMAT, "params": params, "plan": self.plan_.get_config(),
+                     "front": self.pareto_front_.to_dict(), "search_history": self.search_history_,
+                     "history": self.history_.history, "report": self.report_},
+                    os.path.join(directory, "pruner.json"))
+
+    @classmethod
+    def load(cls, directory):
+        """A pruner saved by `save`, fitted attributes included."""
+        path = os.path.join(os.fspath(directory), "pruner.json")
+        if not os.path.exists(path):
+            raise BiPruneError(f"No saved pruner in {directory!r}. Received: a directory without "
+                               "pruner.json. Use the directory given to BiLevelPruner.save.")
+        with open(path) as f:
+            state = json.load(f)
+        params = state["params"]
+        if isinstance(params["criteria"], dict):
+            params["criteria"] = criteria_module.get(params["criteria"])
+        pruner = cls(keras.saving.load_model(os.path.join(directory, "original.keras")),
+                     **params)
+        pruner.pruned_model_ = keras.saving.load_model(os.path.join(directory, "pruned.keras"))
+        pruner.plan_ = PruningPlan.from_config(state["plan"])
+        pruner.pareto_front_ = ParetoFront.from_dict(state["front"])
+        pruner.search_history_ = state["search_history"]
+        pruner.history_ = keras.callbacks.History()
+        pruner.history_.history = state["history"]
+        pruner.report_ = state["report"]
+        pruner.candidates_ = []
+        return pruner
+
+    def _check_fitted(self, what):
+        if getattr(self, "pruned_model_", None) is None:
+            raise BiPruneError(f"{what}() needs a fitted pruner. Received: an unfitted one. "
+                               "Call fit first.")
 
     def _score(self, model, data):
         results = _evaluate(model, data)

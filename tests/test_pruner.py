@@ -71,6 +71,43 @@ def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, di
         assert isinstance(figure, Figure)
 
 
+@pytest.fixture(scope="module")
+def fitted(trained, digits):
+    (x, y), validation = digits
+    pruner = _pruner(trained)
+    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
+    return pruner
+
+
+def test_export_writes_every_artifact_and_the_plan_replays(fitted, trained, digits, tmp_path):
+    _, (x_val, _) = digits
+    paths = fitted.export(tmp_path / "out", representative_data=x_val[:64])
+    for key in ("keras", "saved_model", "tflite", "tflite_int8", "plan", "report"):
+        assert (tmp_path / "out" / paths[key].split("/")[-1]).exists()
+    assert set(paths["figures"]) == {"pareto", "widths", "history"}
+    plan = kb.PruningPlan.from_json((tmp_path / "out" / "plan.json").read_text())
+    assert plan == fitted.plan_
+    reloaded = keras.saving.load_model(paths["keras"])
+    np.testing.assert_allclose(reloaded.predict(x_val[:8], verbose=0),
+                               fitted.pruned_model_.predict(x_val[:8], verbose=0), atol=1e-5)
+    with pytest.raises(kb.export.ExportError):
+        fitted.export(tmp_path / "out")
+
+
+def test_save_and_load_restore_the_fitted_pruner(fitted, digits, tmp_path):
+    _, (x_val, _) = digits
+    fitted.save(tmp_path / "pruner")
+    loaded = kb.BiLevelPruner.load(tmp_path / "pruner")
+    assert loaded.get_params().keys() == fitted.get_params().keys()
+    assert loaded.plan_ == fitted.plan_ and loaded.search_history_ == fitted.search_history_
+    assert loaded.pareto_front_.costs.tolist() == fitted.pareto_front_.costs.tolist()
+    np.testing.assert_allclose(loaded.pruned_model_.predict(x_val[:8], verbose=0),
+                               fitted.pruned_model_.predict(x_val[:8], verbose=0), atol=1e-6)
+    assert loaded.summary(print_fn=lambda _: None) == fitted.summary(print_fn=lambda _: None)
+    with pytest.raises(kb.BiPruneError, match="not empty"):
+        fitted.save(tmp_path / "pruner")
+
+
 def test_the_search_sees_only_held_out_training_data(trained, digits):
     (x, y), (x_val, _) = digits
     pruner = _pruner(trained, search_fraction=0.2)

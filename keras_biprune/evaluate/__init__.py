@@ -1,6 +1,7 @@
-"""Evaluating pruned models: the analytic cost model and the population evaluator."""
+"""Evaluating pruned models: the analytic cost model, the population evaluator, latency."""
 
 from keras_biprune.evaluate.cost import Cost, CostReport, cost, count_params
 from keras_biprune.evaluate.evaluator import Evaluator
+from keras_biprune.evaluate.latency import latency
 
-__all__ = ["Cost", "CostReport", "Evaluator", "cost", "count_params"]
+__all__ = ["Cost", "CostReport", "Evaluator", "cost", "count_params", "latency"]
