@@ -19,7 +19,7 @@ help:
 	@echo "  venv       create .venv and pip install -e '.[test]'"
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
-	@echo "  demo       run python -m keras_biprune.demo"
+	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline)"
 	@echo "  lint       ruff check keras_biprune tests"
 	@echo "  clean      remove .venv, build artifacts and caches"
 
@@ -46,7 +46,7 @@ test-slow: venv
 	$(call run_pytest,RUN_SLOW=1 $(PYTEST_ENV),-m slow)
 
 demo: venv
-	TF_CPP_MIN_LOG_LEVEL=2 $(VPY) -m keras_biprune.demo
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-biprune demo
 
 lint: venv
 	$(VENV)/bin/ruff check keras_biprune tests

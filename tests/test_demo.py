@@ -1,5 +1,7 @@
 """The README's demo runs end to end on offline data."""
 
+import json
+
 import keras
 
 from keras_biprune import demo
@@ -14,10 +16,14 @@ def test_digits_split_is_reproducible_and_disjoint():
     assert set(ya) == set(range(10)) and set(yb) <= set(range(10))
 
 
-def test_demo_writes_a_loadable_slim_model(tmp_path, capsys):
-    demo.main(["--epochs", "1", "--finetune-epochs", "1", "--out", str(tmp_path)])
-    slim = keras.saving.load_model(tmp_path / "slim.keras")
-    assert slim.count_params() < demo.build_model().count_params()
-    assert (tmp_path / "plan.json").read_text().startswith('{"format"')
-    line = next(l for l in capsys.readouterr().out.splitlines() if "slim vs masked" in l)
-    assert float(line.rsplit("=", 1)[1]) < 1e-4
+def test_demo_prunes_to_half_the_flops_and_exports(tmp_path, capsys):
+    pruner = demo.main(["--preset", "quick", "--data", "digits", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "CPU latency (ms)" in out and "val accuracy" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["flops_kept"] <= 0.5
+    slim = keras.saving.load_model(tmp_path / "model.keras")
+    assert slim.count_params() == report["params"]["pruned"] < report["params"]["original"]
+    assert pruner.pruned_model_.count_params() == slim.count_params()
+    for name in ("pareto.png", "widths.png", "history.png", "model_int8.tflite", "plan.json"):
+        assert (tmp_path / name).stat().st_size > 0
