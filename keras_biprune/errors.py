@@ -44,3 +44,19 @@ class SearchError(BiPruneError, ValueError):
 
 class TrainingError(BiPruneError, ValueError):
     """Fine-tuning cannot start: no loss to train with, or bad training settings."""
+
+
+class ExportError(BiPruneError, FileExistsError):
+    """An export would overwrite files: the target directory exists and is not empty."""
+
+
+class InvalidExportError(BiPruneError, ValueError):
+    """An export argument is invalid: an unknown option, a figure name or a value JSON lacks."""
+
+
+class QuantizationError(BiPruneError, ValueError):
+    """A model cannot be quantized as asked: its Keras 2 rebuild computes otherwise."""
+
+
+class MissingDependencyError(BiPruneError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

@@ -90,7 +90,19 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
 
 
 def compile_config(original, compile_kwargs=None):
-    """The compile setup to copy: ``compile_kwargs`` or the original's compile config."""
+    """The compile setup to copy: ``compile_kwargs`` or the original's compile config.
+
+    Raises:
+        TrainingError: no ``compile_kwargs`` and the original is not compiled
+            with a loss, or ``compile_kwargs`` without a loss.
+
+    Example:
+
+    ```python
+    config = kb.training.compile_config(model)         # model.get_compile_config()
+    slim.compile_from_config(config)                   # a fresh optimizer, same loss
+    ```
+    """
     if compile_kwargs is not None:
         if not isinstance(compile_kwargs, dict) or "loss" not in compile_kwargs:
             raise TrainingError(
@@ -114,6 +126,14 @@ class Distiller(keras.Model):
 
     Calling it calls the student, so compiled metrics measure the student.
     The teacher is a frozen copy: the user's model is not touched.
+
+    Example:
+
+    ```python
+    distiller = kb.training.Distiller(slim, model, temperature=4.0, alpha=0.5)
+    distiller.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    distiller.fit(x_train, y_train, epochs=2)          # trains slim
+    ```
     """
 
     def __init__(self, student, teacher, temperature, alpha):
