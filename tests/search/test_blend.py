@@ -123,18 +123,20 @@ def test_calibrated_blend_beats_every_seed_and_is_reproducible(setup, capsys, mo
 
 def test_identical_criteria_leave_no_weights_to_search(setup):
     model, graph, evaluator = setup
-    blend = calibrate_blend(evaluator, model, ["l2", L2()], keep={"conv2d": 4}, generations=2)
+    first = graph.prunable_groups[0].id
+    blend = calibrate_blend(evaluator, model, ["l2", L2()], keep={first: 4}, generations=2)
     assert blend.criteria == [L2()] and blend.history_ == []
-    assert blend.representatives_ == {"conv2d": [L2()]}
-    assert kb.criteria.select(graph, model, {"conv2d": 4}, blend) == kb.criteria.select(
-        graph, model, {"conv2d": 4}, "l2")
+    assert blend.representatives_ == {first: [L2()]}
+    assert kb.criteria.select(graph, model, {first: 4}, blend) == kb.criteria.select(
+        graph, model, {first: 4}, "l2")
 
 
 def test_config_round_trip(setup):
     model, graph, _ = setup
+    first = graph.prunable_groups[0].id
     blends = [
         BlendedCriterion(["l1", FPGM(), Random(seed=3)], weights=[0.2, 0.5, 0.3]),
-        BlendedCriterion(["l2", "fpgm"], weights={"conv2d": [1.0, 0.0]}),
+        BlendedCriterion(["l2", "fpgm"], weights={first: [1.0, 0.0]}),
         BlendedCriterion([BlendedCriterion(["l1", "l2"]), "fpgm"]),
     ]
     for blend in blends:
@@ -143,7 +145,7 @@ def test_config_round_trip(setup):
         assert rebuilt == blend and rebuilt.get_config() == config
         assert kb.criteria.get(rebuilt) is rebuilt
         assert kb.criteria.get(kb.criteria.serialize(blend)) == blend      # by name, "blend"
-        np.testing.assert_array_equal(rebuilt(graph, "conv2d", model), blend(graph, "conv2d", model))
+        np.testing.assert_array_equal(rebuilt(graph, first, model), blend(graph, first, model))
     assert BlendedCriterion(["apoz", "l1"]).requires_data
     assert not blends[0].requires_data
 
