@@ -1,5 +1,6 @@
 """Bi-level filter/channel pruning solved by co-evolution with migration (CEMBA)."""
 
+import math
 import numbers
 
 import numpy as np
@@ -30,14 +31,18 @@ class BiLevelSearch(Search):
     (tournament selection, two-point crossover, random mutation, the best
     individual kept). Every ``migration_interval`` generations each island
     sends its ``migration_size`` best individuals to the next island (a
-    ring), replacing its worst. Each newly evaluated upper individual gets a
-    short lower-level PyGAD run (``lower_population_size`` individuals,
-    ``lower_generations`` generations) whose first population holds the
-    keep-everything response, migrants from an archive of the best
-    lower-level solutions of the most similar upper individuals seen so far
-    (Hamming or L1 distance of the upper genomes), and random thinnings of
-    the keep-everything response. Every population is scored by the
-    evaluator in one call, and repeated plans are never scored twice.
+    ring), replacing its worst. A generation's new upper individuals are
+    first scored, in one evaluator call, with their keep-every-input
+    response; the best ``lower_share`` of them then get a short lower-level
+    PyGAD run (``lower_population_size`` individuals, ``lower_generations``
+    generations) whose first population holds the keep-everything response,
+    migrants from an archive of the best lower-level solutions of the most
+    similar upper individuals seen so far (Hamming or L1 distance of the
+    upper genomes), and random thinnings of the keep-everything response.
+    Spending the lower level on the promising upper individuals only lets
+    the upper level explore more within the same evaluations; set
+    ``lower_share=1`` to give every one its run. Every population is scored
+    by the evaluator in one call, and repeated plans are never scored twice.
 
     With a cost ``target`` the upper level is repaired to ``target * (1 +
     upper_slack)`` and each lower-level plan to ``target`` (dropping the
@@ -68,6 +73,9 @@ class BiLevelSearch(Search):
         archive_size: lower-level solutions kept per upper individual.
         upper_slack: how far over ``target`` the upper level may go, as a
             share of it (see above).
+        lower_share: the share of each generation's new upper individuals,
+            best first by their keep-every-input response, that get a
+            lower-level run (1: all of them, as in the paper).
         **kwargs: see `keras_biprune.search.Search` (``population_size``
             defaults to 8 per island, ``generations`` to 6).
 
@@ -87,7 +95,7 @@ class BiLevelSearch(Search):
                  lower_encoding="mask", lower_levels=8, islands=2, population_size=8,
                  generations=6, lower_population_size=6, lower_generations=2,
                  migration_interval=2, migration_size=1, archive_size=4, upper_slack=0.25,
-                 **kwargs):
+                 lower_share=0.25, **kwargs):
         super().__init__(evaluator, max_accuracy_drop=max_accuracy_drop,
                          population_size=population_size, generations=generations, **kwargs)
         self.channel_granularity = channel_granularity
@@ -100,6 +108,7 @@ class BiLevelSearch(Search):
         self.migration_size = migration_size
         self.archive_size = archive_size
         self.upper_slack = upper_slack
+        self.lower_share = lower_share
 
     def _setup(self):
         super()._setup()
@@ -114,6 +123,10 @@ class BiLevelSearch(Search):
                 f"migration_size must be below population_size ({self.population_size}). "
                 f"Received: migration_size={self.migration_size}."
             )
+        if not isinstance(self.lower_share, numbers.Real) or not 0 < self.lower_share <= 1:
+            raise SearchError(f"lower_share must be in (0, 1]. Received: "
+                              f"lower_share={self.lower_share!r}. 1 runs the lower level for "
+                              "every upper individual.")
         if not isinstance(self.upper_slack, numbers.Real) or self.upper_slack < 0:
             raise SearchError(f"upper_slack must be a number >= 0. Received: "
                               f"upper_slack={self.upper_slack!r}.")
@@ -190,21 +203,29 @@ class BiLevelSearch(Search):
             fitnesses[target][worst] = values
 
     def _upper_fitness(self, genomes):
-        """Each upper genome's fitness: that of its best lower-level response."""
-        values = []
-        for genome in genomes:
-            key = np.asarray(genome, dtype=np.int64).tobytes()
-            if key not in self._responses:
-                self._responses[key] = self._lower_response(np.asarray(genome, dtype=np.int64))
-            values.append(self._responses[key][0])
-        return np.array(values)
+        """Each upper genome's fitness: that of its best lower-level response.
+
+        New genomes are first scored, in one batch, with their keep-every-input
+        response; the best ``lower_share`` of them then get a lower-level run.
+        """
+        genomes = [np.asarray(g, dtype=np.int64) for g in genomes]
+        new = list({g.tobytes(): g for g in genomes if g.tobytes() not in self._responses}.items())
+        if new:
+            plans = [self._lower.decode(self._lower.full(), self._decode(g), self._budget)
+                     for _, g in new]
+            for (key, _), plan, value in zip(new, plans, self._objective(plans)):
+                self._responses[key] = (float(value), plan)
+            ranked = sorted(new, key=lambda item: -self._responses[item[0]][0])
+            for key, genome in ranked[:math.ceil(self.lower_share * len(new))]:
+                if self._objective.exhausted:
+                    break
+                self._responses[key] = max(self._responses[key], self._lower_response(genome),
+                                           key=lambda response: response[0])
+        return np.array([self._responses[g.tobytes()][0] for g in genomes])
 
     def _lower_response(self, genome):
         """A short lower-level evolution for one upper genome: ``(fitness, best plan)``."""
         upper_plan = self._decode(genome)
-        if self._objective.exhausted:
-            plan = self._lower.decode(self._lower.full(), upper_plan, self._budget)
-            return float(self._objective([plan])[0]), plan
         rng = np.random.default_rng(seed_for(self.random_state, "lower", genome.tobytes()))
         population = self._lower_seeds(genome, rng)
         best = {"fitness": -np.inf, "genome": None}

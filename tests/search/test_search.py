@@ -216,6 +216,12 @@ def test_bilevel_lower_level_can_win_with_input_masks(evaluator):
     assert result.best.plan.inputs                    # the lower level cut input channels
 
 
+def test_lower_level_runs_only_for_the_best_share_of_new_upper_individuals(evaluator):
+    few = _bilevel(evaluator, lower_share=0.25, generations=1).run()
+    every = _bilevel(evaluator, lower_share=1.0, generations=1).run()
+    assert few.n_evaluations < every.n_evaluations
+
+
 def test_bilevel_filter_granularity_reports_sparse_cost(evaluator):
     result = _bilevel(evaluator, channel_granularity="filter", generations=1).run()
     plan = result.best.plan
@@ -305,6 +311,7 @@ def test_progress_bar_shows_generations(evaluator, capsys):
     ({"channel_granularity": "kernel"}, "granularity must be one of"),
     ({"max_accuracy_drop": -0.1}, "max_accuracy_drop must be a number >= 0"),
     ({"migration_size": 4}, "migration_size must be below population_size"),
+    ({"lower_share": 0}, "lower_share must be in"),
 ])
 def test_bad_settings_raise_clear_errors(evaluator, kwargs, match):
     with pytest.raises(SearchError, match=match):
