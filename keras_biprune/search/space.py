@@ -341,10 +341,13 @@ class Budget:
         """The upper-level plan of ``keep`` (from `UpperEncoding.kept`), shrunk to the target."""
         step = encoding.round_to
 
+        def count(group_id, n, factor):
+            if factor >= 1:
+                return n
+            return min(n, max(encoding.floor[group_id], step * max(1, round(factor * n / step))))
+
         def plan_at(factor):
-            return encoding.plan({
-                k: v[:max(encoding.floor[k], step * max(1, round(factor * len(v) / step)))]
-                for k, v in keep.items()})
+            return encoding.plan({k: v[:count(k, len(v), factor)] for k, v in keep.items()})
 
         return self.fit(plan_at)
 

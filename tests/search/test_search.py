@@ -318,6 +318,17 @@ def test_bad_settings_raise_clear_errors(evaluator, kwargs, match):
         _bilevel(evaluator, **kwargs).run()
 
 
+def test_a_budget_that_does_not_bind_changes_nothing():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(10, 3, name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    graph = kb.trace(model)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    assert encoding.decode(encoding.full(), Budget(graph, 1.0)).keep == {}
+    shrunk = encoding.decode(encoding.full(), Budget(graph, 0.5))
+    assert len(shrunk.keep["conv"]) % 8 == 0
+
+
 def test_width_encoding_scales_to_resnet50():
     model = keras.applications.ResNet50(weights=None)
     graph = kb.trace(model)
