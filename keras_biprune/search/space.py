@@ -233,7 +233,8 @@ class LowerEncoding:
             if self.granularity == "filter":
                 order = np.argsort(-kernel[read], axis=0, kind="stable")    # best first
                 counts = np.ceil(genes / self.levels * len(read))
-                choices.append((r.path, read, np.argsort(order, axis=0), counts))
+                kept_filters = atom_keep[r.outputs[0].labels]
+                choices.append((r.path, read, np.argsort(order, axis=0), (counts, kept_filters)))
                 continue
             ranked = read[np.argsort(-kernel[read].sum(axis=1), kind="stable")]
             if self.kind == "mask":
@@ -250,9 +251,11 @@ class LowerEncoding:
                     if len(kept) < len(read):
                         inputs[path] = sorted(kept.tolist())
                     continue
-                mask = np.zeros(self.kernel_abs[path].shape, dtype=bool)
+                counts, kept_filters = counts
+                mask = np.ones(self.kernel_abs[path].shape, dtype=bool)
                 mask[read] = chosen < np.maximum(1, np.round(factor * counts))[None, :]
-                if not mask[read].all():
+                mask[:, ~kept_filters] = True          # filters the upper level removed
+                if not mask.all():
                     kernels[path] = mask
             return PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
                                signature=upper_plan.signature)
