@@ -172,6 +172,27 @@ def test_params_are_stored_and_checked_only_when_fitting(trained, digits):
         _pruner(trained).fit(list(x), y)
 
 
+def test_data_that_does_not_fit_the_model_is_refused(trained, digits):
+    (x, y), _ = digits
+    with pytest.raises(kb.errors.DataError):
+        _pruner(trained).fit(x[:, :4], y)
+
+
+def test_a_py_dataset_trains_when_search_data_is_given(trained, digits):
+    (x, y), validation = digits
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return x[i * 100:(i + 1) * 100], y[i * 100:(i + 1) * 100]
+
+    pruner = _pruner(trained)
+    history = pruner.fit(Batches(), search_data=validation, epochs=1)
+    assert len(history.history["loss"]) == 1 and pruner.report_["flops_kept"] <= 0.5
+
+
 def test_fitting_twice_starts_afresh_and_an_interruption_keeps_the_model(trained, digits):
     (x, y), _ = digits
 
