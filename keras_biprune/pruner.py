@@ -257,9 +257,7 @@ class BiLevelPruner:
         self._validate()
         started = time.perf_counter()
         slim = self.prune()
-        masks = {path: np.any(keras.ops.convert_to_numpy(_layer_at(slim, path).kernel) != 0,
-                              axis=tuple(range(len(_layer_at(slim, path).kernel.shape) - 2)))
-                 for path in self.plan_.kernels}
+        masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in self.plan_.kernels}
         self.history_ = finetune(
             slim, self.model, x, y, compile_kwargs=self.compile_kwargs, callbacks=callbacks,
             teacher=self.model if distill else None, temperature=self.temperature,
@@ -455,6 +453,12 @@ def _evaluate(model, data):
         return {k: float(v) for k, v in model.evaluate(
             data[0], data[1], verbose=0, return_dict=True).items()}
     return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+
+
+def _kernel_nonzero(layer):
+    """Bool (input channel, filter) mask of the kernel slices that are not all zero."""
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    return np.any(kernel.reshape(-1, *kernel.shape[-2:]) != 0, axis=0)
 
 
 def _layer_at(model, path):

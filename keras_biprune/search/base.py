@@ -1,16 +1,14 @@
 """What the searches share: settings, criterion seeding, the upper encoding, results."""
 
 import dataclasses
-import numbers
 
 import numpy as np
 
 from keras_biprune import criteria
-from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective, plan_key
-from keras_biprune.search.space import Budget, UpperEncoding
+from keras_biprune.search.space import Budget, UpperEncoding, check_int
 from keras_biprune.surgery import PruningPlan
 
 
@@ -113,11 +111,8 @@ class Search:
 
     def _setup(self):
         """Validates the settings and builds the encoding, budget, objective and checkpoint."""
-        for name in ("population_size", "generations"):
-            value = getattr(self, name)
-            low = 2 if name == "population_size" else 1
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
+        check_int("population_size", self.population_size, 2)
+        check_int("generations", self.generations, 1)
         graph = self.evaluator.graph
         criterion = criteria.get(self.criterion)
         data = self.criterion_data
@@ -171,9 +166,10 @@ class Search:
                 "evaluations": self._objective.n_evaluations, "elapsed": elapsed, **extra}
 
     def _front(self, plans):
-        feasible = [self._solution(p) for p in plans]
-        feasible = [s for s in feasible
-                    if self._objective.violation(np.array([s.score]), np.array([s.cost]))[0] == 0]
+        solutions = [self._solution(p) for p in plans]
+        violation = self._objective.violation(np.array([s.score for s in solutions]),
+                                              np.array([s.cost for s in solutions]))
+        feasible = [s for s, v in zip(solutions, violation) if v == 0]
         return ParetoFront(feasible, self.evaluator.greater_is_better, self.measure)
 
     @staticmethod

@@ -8,7 +8,7 @@ import numpy as np
 from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import next_generation, seed_for
 from keras_biprune.search.base import Search, SearchResult
-from keras_biprune.search.space import Budget, LowerEncoding
+from keras_biprune.search.space import Budget, LowerEncoding, check_int
 
 
 class BiLevelSearch(Search):
@@ -115,9 +115,7 @@ class BiLevelSearch(Search):
         for name, low in (("islands", 1), ("lower_population_size", 2),
                           ("lower_generations", 0), ("migration_interval", 1),
                           ("migration_size", 0), ("archive_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
+            check_int(name, getattr(self, name), low)
         if self.migration_size >= self.population_size:
             raise SearchError(
                 f"migration_size must be below population_size ({self.population_size}). "

@@ -56,9 +56,9 @@ class UpperEncoding:
 
     def __init__(self, graph, scores, kind="mask", round_to=1, min_channels=1,
                  max_prune_ratio=1.0):
-        _check_choice("kind", kind, KINDS)
-        _check_int("round_to", round_to, 1)
-        _check_int("min_channels", min_channels, 1)
+        check_choice("kind", kind, KINDS)
+        check_int("round_to", round_to, 1)
+        check_int("min_channels", min_channels, 1)
         if not isinstance(max_prune_ratio, numbers.Real) or not 0 < max_prune_ratio <= 1:
             raise SearchError(
                 f"max_prune_ratio must be in (0, 1]. Received: max_prune_ratio="
@@ -101,17 +101,6 @@ class UpperEncoding:
                 bits = np.zeros(g.size, dtype=np.int64)
                 bits[self.ranking[g.id][:n]] = 1
                 genome.extend(bits)
-        return np.array(genome, dtype=np.int64)
-
-    def encode_plan(self, plan):
-        """The mask genome of a plan's kept channels (``"mask"`` kind only)."""
-        if self.kind != "mask":
-            return self.encode_counts({k: len(v) for k, v in plan.keep.items()})
-        genome = []
-        for g in self.groups:
-            bits = np.zeros(g.size, dtype=np.int64)
-            bits[list(plan.keep.get(g.id, range(g.size)))] = 1
-            genome.extend(bits)
         return np.array(genome, dtype=np.int64)
 
     def kept(self, genome):
@@ -185,9 +174,9 @@ class LowerEncoding:
     """
 
     def __init__(self, graph, granularity="layer", kind="mask", levels=8):
-        _check_choice("granularity", granularity, GRANULARITIES)
-        _check_choice("kind", kind, KINDS)
-        _check_int("levels", levels, 1)
+        check_choice("granularity", granularity, GRANULARITIES)
+        check_choice("kind", kind, KINDS)
+        check_int("levels", levels, 1)
         self.graph = graph
         self.granularity = granularity
         self.kind = "width" if granularity == "filter" else kind
@@ -292,7 +281,7 @@ class Budget:
     """
 
     def __init__(self, graph, target=None, measure="flops"):
-        _check_choice("measure", measure, MEASURES)
+        check_choice("measure", measure, MEASURES)
         if target is not None and (not isinstance(target, numbers.Real)
                                    or isinstance(target, bool) or not 0 < target <= 1):
             raise SearchError(
@@ -355,11 +344,11 @@ class Budget:
         return self.fit(plan_at)
 
 
-def _check_choice(name, value, choices):
+def check_choice(name, value, choices):
     if value not in choices:
         raise SearchError(f"{name} must be one of {choices}. Received: {name}={value!r}.")
 
 
-def _check_int(name, value, low):
+def check_int(name, value, low):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
         raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
