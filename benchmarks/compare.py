@@ -281,17 +281,20 @@ def _tflite_call(content, x):
 
 
 def _paired(calls, rounds, runs):
-    """Median ms of each call over ``rounds`` alternating rounds of ``runs`` calls."""
+    """Median ms of each call, timed in turn (a, b, a, b, …) ``rounds`` × ``runs`` times.
+
+    Alternating call by call gives both models the same share of whatever
+    else the machine is doing, so their ratio holds on a busy machine.
+    """
     for call in calls:
         for _ in range(3):
             call()
-    times = [[], []]
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            for _ in range(runs):
-                start = time.perf_counter()
-                call()
-                times[i].append(time.perf_counter() - start)
+    times = [[] for _ in calls]
+    for _ in range(rounds * runs):
+        for t, call in zip(times, calls):
+            start = time.perf_counter()
+            call()
+            t.append(time.perf_counter() - start)
     return [1000 * float(np.median(t)) for t in times]
 
 

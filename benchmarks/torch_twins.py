@@ -229,20 +229,19 @@ def prune_to_flops(model, importance, target, example, calibration, round_to, st
 
 @torch.inference_mode()
 def paired_latency(a, b, batch_size, image_size, rounds, runs):
-    """Median ms per forward pass of two models, timed in alternating rounds."""
+    """Median ms per forward pass of two models, timed in turn (a, b, a, b, …)."""
     x = torch.randn(batch_size, 1, image_size, image_size)
-    times = {0: [], 1: []}
+    times = ([], [])
     for model in (a, b):
         model.eval()
         for _ in range(3):
             model(x)
-    for _ in range(rounds):
-        for i, model in enumerate((a, b)):
-            for _ in range(runs):
-                start = time.perf_counter()
-                model(x)
-                times[i].append(time.perf_counter() - start)
-    return tuple(1000 * float(np.median(times[i])) for i in (0, 1))
+    for _ in range(rounds * runs):
+        for t, model in zip(times, (a, b)):
+            start = time.perf_counter()
+            model(x)
+            t.append(time.perf_counter() - start)
+    return tuple(1000 * float(np.median(t)) for t in times)
 
 
 def main(argv=None):
