@@ -56,6 +56,7 @@ def prune(args):
     pruner = kb.BiLevelPruner(
         model, method=args.method, target_flops=args.target_flops,
         max_accuracy_drop=args.max_accuracy_drop, channel_granularity=args.granularity,
+        round_to=args.round_to,
         criteria=args.criteria, search_kwargs=search, random_state=args.seed,
         verbose=args.verbose)
     pruner.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=args.epochs,
@@ -100,6 +101,8 @@ def main(argv=None):
     p.add_argument("--method", choices=("bilevel", "nsga2"), default="bilevel")
     p.add_argument("--max-accuracy-drop", type=float, default=None)
     p.add_argument("--granularity", choices=("layer", "filter"), default="layer")
+    p.add_argument("--round-to", type=int, default=8,
+                   help="kept widths are multiples of this (8: vectorizes on CPUs; 1: any width)")
     p.add_argument("--criteria", default="l1")
     p.add_argument("--generations", type=int, default=6)
     p.add_argument("--population", type=int, default=8)

@@ -53,6 +53,11 @@ class BiLevelPruner:
             (metric units), or None (best accuracy within the budget).
         channel_granularity: ``"layer"`` (inputs removed per layer) or
             ``"filter"`` (per-filter kernel zeros, kept through fine-tuning).
+        round_to: every pruned group keeps a multiple of this many channels
+            (a group smaller than it stays whole). Widths in multiples of 8
+            let CPU kernels (oneDNN, XNNPACK) vectorize, so a FLOPs cut
+            becomes a latency cut (see ``docs/benchmarks.md``); 1 searches
+            every width.
         criteria: the criterion ranking channels: a name, a criterion, or
             ``"blend"`` (a blend of criteria calibrated on the search data
             by `keras_biprune.search.calibrate_blend`).
@@ -98,7 +103,7 @@ class BiLevelPruner:
     """
 
     def __init__(self, model, method="bilevel", target_flops=0.5, max_accuracy_drop=0.01,
-                 channel_granularity="layer", criteria="l1", metric="accuracy",
+                 channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
                  search_kwargs=None, n_select=3, compile_kwargs=None, temperature=4.0,
                  alpha=0.5, recalibrate_bn=True, checkpoint_dir=None, random_state=0,
@@ -108,6 +113,7 @@ class BiLevelPruner:
         self.target_flops = target_flops
         self.max_accuracy_drop = max_accuracy_drop
         self.channel_granularity = channel_granularity
+        self.round_to = round_to
         self.criteria = criteria
         self.metric = metric
         self.search_fraction = search_fraction
@@ -226,7 +232,8 @@ class BiLevelPruner:
             criterion = search_module.calibrate_blend(
                 self.evaluator_, self.model, keep=math.sqrt(self.target_flops),
                 random_state=self.random_state, verbose=self.verbose)
-        settings = {"criterion": criterion, "random_state": self.random_state,
+        settings = {"criterion": criterion, "round_to": self.round_to,
+                    "random_state": self.random_state,
                     "checkpoint_dir": self.checkpoint_dir, "verbose": self.verbose}
         if self.method == "bilevel":
             search = search_module.BiLevelSearch(

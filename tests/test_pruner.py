@@ -56,6 +56,9 @@ def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, di
     history = pruner.fit(x, y, validation_data=validation, epochs=2, batch_size=64)
     assert isinstance(history, keras.callbacks.History) and len(history.history["loss"]) == 2
     assert pruner.report_["flops_kept"] <= 0.5
+    graph = kb.trace(trained)
+    assert pruner.plan_.keep and all(len(kept) % 8 == 0 or len(kept) == graph.group(g).size
+                                     for g, kept in pruner.plan_.keep.items())   # round_to=8
     assert pruner.pruned_model_.count_params() == pruner.report_["params"]["pruned"]
     assert pruner.pruned_model_.count_params() < trained.count_params()
     replay = kb.apply_plan(trained, pruner.plan_)
