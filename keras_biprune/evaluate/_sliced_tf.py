@@ -106,10 +106,15 @@ class SlicedProgram:
         mask = np.asarray(rows, "float32")[:, None]
         return mask if io.kernel is None else mask * kernel_mask(io)
 
-    def scores(self, plan, x_calibration, batches):
-        """The outputs of each batch in ``batches`` for one plan (NumPy arrays)."""
+    def prepare(self, plan, x_calibration):
+        """One plan's state for `predict`: its sliced weights and batch-norm statistics."""
         weights = self.weights(plan)
         stats = self._calibrate(x_calibration, weights) if self.adaptive_bn else []
+        return weights, stats
+
+    def predict(self, state, batches):
+        """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
+        weights, stats = state
         return [self._predict(xs, weights, stats).numpy() for xs in batches]
 
     def _calibrate_fn(self, xs, weights):

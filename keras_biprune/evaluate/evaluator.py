@@ -8,6 +8,7 @@ import numpy as np
 from keras_biprune import _backend
 from keras_biprune._data import batches
 from keras_biprune.errors import EvaluationError, InvalidPlanError
+from keras_biprune.evaluate.racing import Racing, settle
 from keras_biprune.graph import trace
 from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import reads_channels
@@ -50,6 +51,30 @@ class Evaluator:
     the same. ``engine="auto"`` picks it when no GPU is visible and the
     model's layers are all ones it supports, else the batched pass.
 
+    By default every candidate is scored on the whole evaluation subset.
+    With ``racing`` (a `keras_biprune.evaluate.Racing`, both engines), each
+    ``evaluate`` call is a race: all its candidates are scored on the first
+    ``first`` evaluation images, then repeatedly only the best ``keep`` share
+    of those still racing (at least one; ties broken by order in the call)
+    is scored on more images, ``growth`` times as many as they have seen,
+    until the survivors have seen the whole subset. A candidate's
+    calibration and sliced weights are computed once and kept across stages.
+    The scores returned:
+
+    - a candidate that finishes the race has its exact score (the score
+      without racing);
+    - a candidate eliminated early has its score on the images it saw,
+      clipped to just below the lowest score of every candidate that raced
+      longer: no candidate ever outscores one that outlasted it, so the best
+      candidate of a call is always a finisher;
+    - a candidate whose score so far is the worst (outputs or metric not
+      finite) leaves the race at once with the worst score, as without
+      racing.
+
+    Raced scores depend on the other candidates of the call (a search that
+    caches scores keeps them as they were). A single candidate (as for
+    ``baseline``) skips to the whole subset: its score is exact.
+
     Args:
         model: a functional or Sequential Keras model with one output. Not
             modified.
@@ -73,11 +98,22 @@ class Evaluator:
         random_state: seed of the subsets' draw.
         engine: ``"auto"``, ``"batched"`` (the masked population pass) or
             ``"sliced"`` (each candidate at its own size; TensorFlow only).
+        racing: ``None`` or ``False`` (exact scores, the default), a
+            `keras_biprune.evaluate.Racing`, a tuple ``(first, keep)`` or
+            ``(first, keep, growth)``, a dict of those, or ``True`` for
+            ``Racing()``.
         verbose: 0 silent, 1 a progress bar per `evaluate` call.
 
     Attributes:
         graph: the model's `ChannelGraph`.
         n_evaluations: plans scored so far.
+        n_images_scored: evaluation images run through candidates so far
+            (calibration not counted; without racing, plans × ``eval_size``).
+        last_race: the last ``evaluate`` call: ``candidates``, ``finished``
+            (indices of the plans that saw every image), ``stages`` (a list
+            of ``{"images": seen, "candidates": racing}``), ``images_scored``
+            and ``images_exact`` (what it would cost without racing).
+        racing: the `Racing` settings, or None.
         engine: the engine in use, ``"batched"`` or ``"sliced"``.
         x_eval, y_eval: the evaluation subset (lists of arrays, one per
             model input; and the targets).
@@ -97,7 +133,8 @@ class Evaluator:
 
     def __init__(self, model, data, *, metric="accuracy", batch_size=128, eval_size=1024,
                  calibration_size=256, adaptive_bn=True, max_parallel=None,
-                 greater_is_better=None, random_state=0, engine="auto", verbose=0):
+                 greater_is_better=None, random_state=0, engine="auto", racing=None,
+                 verbose=0):
         self.graph = trace(model)
         if len(model.outputs) != 1:
             raise EvaluationError(
@@ -117,7 +154,10 @@ class Evaluator:
         self.adaptive_bn = bool(adaptive_bn)
         self.max_parallel = max_parallel or max(1, 2048 // batch_size)
         self.verbose = verbose
+        self.racing = Racing.coerce(racing)
         self.n_evaluations = 0
+        self.n_images_scored = 0
+        self.last_race = None
         self._draw(data, eval_size, calibration_size, random_state)
         self._metric, name = _resolve_metric(metric, self.y_eval, model.outputs[0].shape)
         self.greater_is_better = (
@@ -220,46 +260,111 @@ class Evaluator:
         Returns:
             A float array, one score per plan, in order. A plan whose model
             outputs NaN or inf gets the worst score (``-inf`` when greater
-            is better, else ``inf``).
+            is better, else ``inf``). With ``racing``, the scores of the
+            plans eliminated early follow the rule in the class doc.
         """
         plans = _as_plans(plans)
         for plan in plans:
             plan.validate(self.graph)
-        if self._sliced is not None:
-            scores = self._evaluate_sliced(plans)
-        else:
-            scores = self._evaluate_batched(plans)
+        scores = self._race(plans)
         self.n_evaluations += len(plans)
-        return np.asarray(scores, dtype="float64")
+        return scores
 
     def _progress(self, steps):
         if not self.verbose:
             return None
         return keras.utils.Progbar(steps, verbose=self.verbose, unit_name="candidate")
 
-    def _evaluate_sliced(self, plans):
-        progress = self._progress(len(plans))
-        scores = []
-        for plan in plans:
-            outputs = self._sliced.scores(plan, self.x_calibration, self._eval_batches)
-            scores.append(self._score(np.concatenate(outputs)[: len(self.y_eval)]))
-            if progress is not None:
-                progress.add(1)
-        return scores
-
-    def _evaluate_batched(self, plans):
+    def _race(self, plans):
+        """Scores plans stage by stage (without racing: one stage of every image)."""
+        n_eval, count = len(self.y_eval), len(plans)
+        stages = ([len(self._eval_batches)] if self.racing is None
+                  else self.racing.stages(n_eval, self.batch_size))
         kernel_paths = tuple(sorted({p for plan in plans for p in plan.kernels}))
-        chunks = [plans[i:i + self.max_parallel] for i in range(0, len(plans), self.max_parallel)]
-        progress = self._progress(len(plans))
-        scores = []
-        for chunk in chunks:
-            masks, kernel_masks = self._encode(chunk, kernel_paths)
-            stats = self._calibrate(masks, kernel_masks, kernel_paths)
-            predictions = self._predict(masks, kernel_masks, kernel_paths, stats)
-            scores.extend(self._score(p) for p in predictions[: len(chunk)])
+        group_size = 1 if self._sliced is not None else self.max_parallel
+        sign = 1.0 if self.greater_is_better else -1.0
+        oriented = np.full(count, -np.inf)
+        stopped = np.zeros(count, dtype=int)
+        states, outputs = [None] * count, [[] for _ in plans]
+        alive, done, index, executed, record = list(range(count)), 0, 0, 0, []
+        progress = self._progress(count)
+        while alive:
+            end = stages[index]
+            last = end == stages[-1]
+            seen = min(end * self.batch_size, n_eval)
+            record.append({"images": seen, "candidates": len(alive)})
+            for start in range(0, len(alive), group_size):
+                group = alive[start:start + group_size]
+                if done == 0:
+                    prepared = self._prepare([plans[i] for i in group], kernel_paths)
+                    for i, state in zip(group, prepared):
+                        states[i] = state
+                predictions = self._predict([states[i] for i in group], kernel_paths,
+                                            self._eval_batches[done:end])
+                for i, batch_outputs in zip(group, predictions):
+                    outputs[i].extend(batch_outputs)
+                    predicted = np.concatenate(outputs[i])[:seen]
+                    oriented[i] = sign * self._score(predicted, self.y_eval[:seen])
+                    stopped[i] = executed
+                    if last:
+                        states[i] = outputs[i] = None
+            if last:
+                if progress is not None:
+                    progress.add(len(alive))
+                break
+            ranked = sorted((i for i in alive if np.isfinite(oriented[i])),
+                            key=lambda i: (-oriented[i], i))
+            survivors = sorted(ranked[: self.racing.survivors(len(ranked))])
+            for i in set(alive) - set(survivors):
+                states[i] = outputs[i] = None
             if progress is not None:
-                progress.add(len(chunk))
-        return scores
+                progress.add(len(alive) - len(survivors))
+            alive, done, executed = survivors, end, executed + 1
+            index = len(stages) - 1 if len(alive) == 1 else index + 1
+        self._record(record, alive)
+        return sign * settle(oriented, stopped, executed, np.isfinite(oriented))
+
+    def _record(self, stages, finished):
+        """Sets ``last_race`` and adds its image passes to ``n_images_scored``."""
+        scored, previous = 0, 0
+        for stage in stages:
+            scored += stage["candidates"] * (stage["images"] - previous)
+            previous = stage["images"]
+        self.n_images_scored += scored
+        self.last_race = {"candidates": stages[0]["candidates"], "finished": list(finished),
+                          "stages": stages, "images_scored": scored,
+                          "images_exact": stages[0]["candidates"] * len(self.y_eval)}
+
+    def _prepare(self, plans, kernel_paths):
+        """Each plan's state for `_predict` (sliced weights, masks, BN statistics)."""
+        if self._sliced is not None:
+            return [self._sliced.prepare(plan, self.x_calibration) for plan in plans]
+        masks, kernel_masks = self._encode(plans, kernel_paths)
+        stats = [[keras.ops.convert_to_numpy(t) for t in pair]
+                 for pair in self._calibrate(masks, kernel_masks, kernel_paths)]
+        return [([m[p] for m in masks], [k[p] for k in kernel_masks],
+                 [(mean[p], variance[p]) for mean, variance in stats])
+                for p in range(len(plans))]
+
+    def _predict(self, states, kernel_paths, batches):
+        """Per state, the outputs of each batch in ``batches`` (NumPy arrays)."""
+        if self._sliced is not None:
+            return [self._sliced.predict(state, batches) for state in states]
+        padded = list(states) + [states[-1]] * (self.max_parallel - len(states))
+        stack = lambda rows: [np.stack(column) for column in zip(*rows)]
+        masks = stack(s[0] for s in padded)
+        kernel_masks = stack(s[1] for s in padded)
+        stats = [tuple(np.stack(values) for values in zip(*pairs))
+                 for pairs in zip(*(s[2] for s in padded))]
+        run = self._function("predict", kernel_paths)
+        outputs = [[] for _ in states]
+        for xs in batches:
+            y, _ = run(xs, masks, kernel_masks, stats)
+            y = keras.ops.convert_to_numpy(y)
+            y = y.reshape((self.max_parallel, self.batch_size) + y.shape[1:])
+            for p, out in enumerate(outputs):
+                out.append(y[p])
+        return outputs
 
     def _encode(self, chunk, kernel_paths):
         """Per-consumer input masks ``(P, C)`` and kernel masks, padded to max_parallel."""
@@ -297,20 +402,11 @@ class Evaluator:
         _, stats = run(self.x_calibration, masks, kernel_masks, [])
         return stats
 
-    def _predict(self, masks, kernel_masks, kernel_paths, stats):
-        run = self._function("predict", kernel_paths)
-        outputs = []
-        for xs in self._eval_batches:
-            y, _ = run(xs, masks, kernel_masks, stats)
-            y = keras.ops.convert_to_numpy(y)
-            outputs.append(y.reshape((self.max_parallel, self.batch_size) + y.shape[1:]))
-        return np.concatenate(outputs, axis=1)[:, : len(self.y_eval)]
-
-    def _score(self, predictions):
+    def _score(self, predictions, y):
         worst = -np.inf if self.greater_is_better else np.inf
         if not np.isfinite(predictions).all():
             return worst
-        value = self._metric(self.y_eval, predictions)
+        value = self._metric(y, predictions)
         return value if np.isfinite(value) else worst
 
     def _forward(self, xs, masks, kernel_masks, stats, kernel_paths, calibrate):

@@ -1,0 +1,135 @@
+"""Racing: score every candidate on a few images, the rest only on those still in contention."""
+
+import math
+import numbers
+
+import numpy as np
+
+from keras_biprune.errors import EvaluationError
+
+
+class Racing:
+    """How an `Evaluator` races the candidates of one ``evaluate`` call.
+
+    Successive halving over the evaluation images: every candidate is scored
+    on the first ``first`` evaluation images (the subset is drawn at random,
+    so these are a random sample of it); then, stage after stage, only the
+    best ``keep`` share of the candidates still in the race (by their score
+    so far, at least one) is scored on more images, ``growth`` times as many
+    as they have seen, until the survivors have seen the whole evaluation
+    subset. Stages end on whole batches of the evaluator's ``batch_size``.
+
+    Each candidate's batch-norm calibration (adaptive BN) and sliced weights
+    are computed once, at the first stage, and kept while it races.
+
+    The scores returned (see `Evaluator` for the rule) are exact for the
+    candidates that finish the race, and the best candidate of a call is
+    always one of them.
+
+    Args:
+        first: evaluation images every candidate is scored on (rounded up
+            to whole batches).
+        keep: the share of the candidates in the race kept at each stage,
+            in (0, 1); at least one is kept (``ceil(keep * n)``).
+        growth: how many times more images the survivors have seen after
+            each stage, > 1.
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    evaluator = kb.Evaluator(model, (x_val, y_val), racing=kb.evaluate.Racing(256, 0.5))
+    scores = evaluator.evaluate(plans)
+    print(evaluator.last_race["images_scored"], evaluator.last_race["images_exact"])
+    ```
+    """
+
+    def __init__(self, first=256, keep=0.5, growth=2.0):
+        if not isinstance(first, numbers.Integral) or isinstance(first, bool) or first < 1:
+            raise _error("first must be a positive int of images", "first", first)
+        if not isinstance(keep, numbers.Real) or isinstance(keep, bool) or not 0 < keep < 1:
+            raise _error("keep must be a share of the candidates in (0, 1)", "keep", keep)
+        if not isinstance(growth, numbers.Real) or isinstance(growth, bool) or not growth > 1:
+            raise _error("growth must be a number > 1", "growth", growth)
+        self.first = int(first)
+        self.keep = float(keep)
+        self.growth = float(growth)
+
+    @classmethod
+    def coerce(cls, racing):
+        """``None`` (no racing) or a `Racing` from what ``Evaluator(racing=...)`` takes."""
+        if racing is None or racing is False:
+            return None
+        if racing is True:
+            return cls()
+        if isinstance(racing, cls):
+            return racing
+        try:
+            if isinstance(racing, dict):
+                return cls.from_config(racing)
+            if isinstance(racing, (tuple, list)) and 2 <= len(racing) <= 3:
+                return cls(*racing)
+        except EvaluationError as error:
+            message = error.args[0].replace("Received: ", f"Received: racing={racing!r}, ", 1)
+            raise EvaluationError(message) from None
+        except TypeError:
+            pass
+        raise EvaluationError(
+            "racing must be None or False (exact scores), True (Racing()), a "
+            "keras_biprune.evaluate.Racing, a tuple (first, keep[, growth]) or a dict of "
+            f"those. Received: racing={racing!r}. Use e.g. racing=(256, 0.5)."
+        )
+
+    def stages(self, n_images, batch_size):
+        """The batches seen after each stage (cumulative; the last is all of them)."""
+        n_batches = math.ceil(n_images / batch_size)
+        seen = min(n_batches, math.ceil(self.first / batch_size))
+        stages = [seen]
+        while seen < n_batches:
+            seen = min(n_batches, math.ceil(seen * self.growth))
+            stages.append(seen)
+        return stages
+
+    def survivors(self, n):
+        """How many of ``n`` candidates stay in the race after a stage."""
+        return max(1, math.ceil(self.keep * n - 1e-9))
+
+    def get_config(self):
+        return {"first": self.first, "keep": self.keep, "growth": self.growth}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"Racing(first={self.first}, keep={self.keep}, growth={self.growth})"
+
+    def __eq__(self, other):
+        return isinstance(other, Racing) and self.get_config() == other.get_config()
+
+
+def settle(oriented, stopped, final_stage, finite):
+    """Final oriented scores (higher is better) after a race.
+
+    A candidate that stopped before ``final_stage`` keeps its partial score,
+    clipped to strictly below the lowest finite score of every candidate that
+    raced longer: racing never puts an eliminated candidate above one that
+    outlasted it. ``finite`` marks the scores that are not the worst.
+    """
+    scores = np.array(oriented, dtype="float64")
+    bound = np.inf
+    for stage in range(final_stage, -1, -1):
+        here = np.flatnonzero(stopped == stage)
+        if stage < final_stage:
+            scores[here] = np.minimum(scores[here], np.nextafter(bound, -np.inf))
+        values = scores[here][finite[here]]
+        if len(values):
+            bound = min(bound, values.min())
+    return scores
+
+
+def _error(what, name, value):
+    return EvaluationError(
+        f"Racing: {what}. Received: {name}={value!r}. Use e.g. "
+        "Racing(first=256, keep=0.5, growth=2.0)."
+    )
