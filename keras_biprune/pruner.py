@@ -67,6 +67,9 @@ class BiLevelPruner:
         eval_size: see `keras_biprune.Evaluator`.
         calibration_size: see `keras_biprune.Evaluator`.
         adaptive_bn: see `keras_biprune.Evaluator`.
+        racing: see `keras_biprune.Evaluator`: None scores every candidate
+            on every evaluation image; ``True`` or a `keras_biprune.evaluate.Racing`
+            spends them only on the candidates still in contention.
         search_kwargs: more arguments for the search class (``generations``,
             ``population_size``, ``max_evaluations``, …).
         n_select: ``"nsga2"`` only: front solutions fine-tuned.
@@ -105,7 +108,7 @@ class BiLevelPruner:
     def __init__(self, model, method="bilevel", target_flops=0.5, max_accuracy_drop=0.01,
                  channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
-                 search_kwargs=None, n_select=3, compile_kwargs=None, temperature=4.0,
+                 racing=None, search_kwargs=None, n_select=3, compile_kwargs=None, temperature=4.0,
                  alpha=0.5, recalibrate_bn=True, checkpoint_dir=None, random_state=0,
                  verbose=1):
         self.model = model
@@ -120,6 +123,7 @@ class BiLevelPruner:
         self.eval_size = eval_size
         self.calibration_size = calibration_size
         self.adaptive_bn = adaptive_bn
+        self.racing = racing
         self.search_kwargs = search_kwargs
         self.n_select = n_select
         self.compile_kwargs = compile_kwargs
@@ -226,7 +230,8 @@ class BiLevelPruner:
         self.evaluator_ = Evaluator(self.model, data, metric=self.metric,
                                     eval_size=self.eval_size,
                                     calibration_size=self.calibration_size,
-                                    adaptive_bn=self.adaptive_bn, random_state=self.random_state)
+                                    adaptive_bn=self.adaptive_bn, racing=self.racing,
+                                    random_state=self.random_state)
         criterion = self.criteria
         if criterion == "blend":
             criterion = search_module.calibrate_blend(
@@ -385,6 +390,8 @@ class BiLevelPruner:
         del params["model"]
         if not isinstance(params["criteria"], str):
             params["criteria"] = criteria_module.serialize(params["criteria"])
+        if hasattr(params["racing"], "get_config"):
+            params["racing"] = params["racing"].get_config()
         self.model.save(os.path.join(directory, "original.keras"))
         self.pruned_model_.save(os.path.join(directory, "pruned.keras"))
         save_report({"format": _FORMAT, "params": params, "plan": self.plan_.get_config(),

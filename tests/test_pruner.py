@@ -77,7 +77,7 @@ def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, di
 @pytest.fixture(scope="module")
 def fitted(trained, digits):
     (x, y), validation = digits
-    pruner = _pruner(trained)
+    pruner = _pruner(trained, racing=kb.evaluate.Racing(first=64, keep=0.5))
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
     return pruner
 
@@ -102,6 +102,8 @@ def test_save_and_load_restore_the_fitted_pruner(fitted, digits, tmp_path):
     fitted.save(tmp_path / "pruner")
     loaded = kb.BiLevelPruner.load(tmp_path / "pruner")
     assert loaded.get_params().keys() == fitted.get_params().keys()
+    assert loaded.get_params()["racing"] == fitted.racing.get_config()   # racing reached the file
+    assert fitted.evaluator_.racing == fitted.racing
     assert loaded.plan_ == fitted.plan_ and loaded.search_history_ == fitted.search_history_
     assert loaded.pareto_front_.costs.tolist() == fitted.pareto_front_.costs.tolist()
     np.testing.assert_allclose(loaded.pruned_model_.predict(x_val[:8], verbose=0),
