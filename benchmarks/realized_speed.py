@@ -36,8 +36,9 @@ def main(argv=None):
     from keras_biprune.search import Budget, UpperEncoding
 
     rows = []
+    engines = ("tf_b1", "tf_b64", "tflite_b1", "tflite_b64")
     print(f"{'model':<12} {'step':>4} {'budget':>6} {'FLOPs':>6} "
-          + " ".join(f"{n:>10}" for n in ("tf_b1", "tf_b64", "tflite_b1", "tflite_b64")))
+          + " ".join(f"{n:>10}" for n in engines))
     for name in args.models:
         model = MODELS[name]()
         graph = kb.trace(model)
@@ -60,7 +61,8 @@ def main(argv=None):
                        "latency_ms": latency}
                 rows.append(row)
                 print(f"{name:<12} {step:>4} {budget:>6.2f} {row['flops']:>6.3f} "
-                      + " ".join(f"{b / a:>10.3f}" for a, b in latency.values()), flush=True)
+                      + " ".join(f"{latency[n][1] / latency[n][0]:>10.3f}" for n in engines),
+                      flush=True)
     ratios = np.array([[b / a / r["flops"] for a, b in r["latency_ms"].values()] for r in rows])
     for step in args.steps:
         mine = ratios[[r["round_to"] == step for r in rows]]
