@@ -330,10 +330,15 @@ class AdaptivePruner(Estimator):
 
 
 def _compile(model, config, compile_kwargs):
+    """Compiles with fresh objects: an optimizer instance in ``compile_kwargs`` is copied."""
     if compile_kwargs is None:
         model.compile_from_config(config)
-    else:
-        model.compile(**config)
+        return
+    config = dict(config)
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        config["optimizer"] = type(optimizer).from_config(optimizer.get_config())
+    model.compile(**config)
 
 
 def _record(graph, epoch, step, pruned=None, grown=None):
