@@ -20,8 +20,9 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
+
+from benchmarks._options import add_size_options, resolve_sizes
 
 FULL = {"epochs": 6, "finetune_epochs": 2, "train_images": 30000, "batch_size": 128,
         "update_every": 50, "islands": 2, "population": 6, "generations": 4,
@@ -33,20 +34,9 @@ QUICK = {"epochs": 3, "finetune_epochs": 1, "train_images": 1400, "batch_size": 
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"digits, tiny settings: {QUICK}")
     parser.add_argument("--seed", type=int, default=0)
-    for name, value in FULL.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {value}")
-    parser.add_argument("--out", help="path without extension (default docs/benchmarks/adaptive; "
-                        "with --quick, in the temp directory)")
-    args = parser.parse_args(argv)
-    for name, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.out is None:
-        args.out = (f"{tempfile.gettempdir()}/adaptive_quick" if args.quick
-                    else "docs/benchmarks/adaptive")
-    return args
+    add_size_options(parser, FULL, QUICK, "adaptive")
+    return resolve_sizes(parser.parse_args(argv), FULL, QUICK, "adaptive")
 
 
 def main(argv=None):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from zoo import tiny_chain, tiny_classification
 
 import keras_biprune as kb
 from keras_biprune.errors import BiPruneError, DataError, TrainingError, UnsupportedModelError
@@ -11,14 +12,6 @@ from keras_biprune.errors import BiPruneError, DataError, TrainingError, Unsuppo
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 FROZEN = {"optimizer": keras.optimizers.SGD(0.0), "loss": LOSS}   # weights never move
 NEVER_PRUNE, ALWAYS_GROW = {"prune_threshold": 0.0}, {"grow_threshold": 0.0, "saturation": 1.0}
-
-
-def _chain(name="chain"):
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c1")(inputs)
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(h)
-    h = keras.layers.Flatten()(h)
-    return keras.Model(inputs, keras.layers.Dense(3, name="fc")(h), name=name)
 
 
 def _residual():
@@ -33,13 +26,10 @@ def _residual():
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8, 8, 1)).astype("float32")
-    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0).astype("int64") + (x[:, 4:].mean(axis=(1, 2, 3)) > 0)
-    return x, y
+    return tiny_classification()
 
 
-def _compiled(build=_chain):
+def _compiled(build=tiny_chain):
     keras.utils.set_random_seed(0)
     model = build()
     model.compile(keras.optimizers.Adam(1e-2), LOSS, metrics=["accuracy"])
@@ -143,7 +133,7 @@ def test_parameters_round_trip(data):
     ({"x": np.zeros((4, 5, 5, 1), "float32")}, DataError, "takes samples of shape"),
 ])
 def test_bad_input_is_refused(data, setting, error, match):
-    model = {"model": "a string", "uncompiled": _chain()}.get(setting.get("model"), _compiled())
+    model = {"model": "a string", "uncompiled": tiny_chain()}.get(setting.get("model"), _compiled())
     settings = {k: v for k, v in setting.items() if k not in ("epochs", "x", "model")}
     pruner = kb.AdaptivePruner(model, verbose=0, **settings)
     x = setting.get("x", data[0])

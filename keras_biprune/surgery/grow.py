@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from keras_biprune.errors import HandlerError, InvalidPlanError, PlanMismatchError
+from keras_biprune.errors import HandlerError, InvalidPlanError
 from keras_biprune.graph import trace
 from keras_biprune.handlers import NodeIO, lookup
 from keras_biprune.surgery.apply import _Rebuilder
@@ -191,19 +191,14 @@ def _checked_growth(graph, growth):
         )
     checked = {}
     for group_id, n in growth.items():
-        if group_id not in graph:
-            raise PlanMismatchError(
-                f"growth names group {group_id!r}, which model {graph.model_name!r} does not "
-                f"have. Received: growth[{group_id!r}]. Known groups start with "
-                f"{[g.id for g in graph.groups[:5]]}; see kb.trace(model).groups."
-            )
+        group = graph.require(group_id, "growth")
         if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
             raise InvalidPlanError(
                 f"growth[{group_id!r}] must be an int >= 0 (new channels). Received: {n!r}."
             )
-        if not graph.group(group_id).prunable:
+        if not group.prunable:
             raise InvalidPlanError(
-                f"Group {group_id!r} cannot change width: {graph.group(group_id).reason}. "
+                f"Group {group_id!r} cannot change width: {group.reason}. "
                 f"Received: growth[{group_id!r}]={n}. Leave it out of growth."
             )
         if n:

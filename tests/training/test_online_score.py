@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from zoo import tiny_chain, tiny_classification
 
 import keras_biprune as kb
 from keras_biprune.surgery.apply import rebuild
@@ -15,24 +16,14 @@ from keras_biprune.training.carry import (
 )
 
 
-def _model():
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c1")(inputs)
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(h)
-    h = keras.layers.Flatten()(h)
-    return keras.Model(inputs, keras.layers.Dense(3, name="fc")(h), name="net")
-
-
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(48, 8, 8, 1)).astype("float32")
-    return x, (x.mean(axis=(1, 2, 3)) > 0).astype("int64")
+    return tiny_classification(48)
 
 
 def test_scores_are_exponential_moving_averages(data):
     keras.utils.set_random_seed(0)
-    model = _model()
+    model = tiny_chain()
     score = OnlineFilterScore(data[0][:16], update_every=1, decay=0.75).bind(model)
     assert set(score.scores_) == set()
     now = score.measure()
@@ -51,7 +42,7 @@ def test_scores_are_exponential_moving_averages(data):
 
 def test_a_filter_nothing_reads_scores_zero(data):
     keras.utils.set_random_seed(0)
-    model = _model()
+    model = tiny_chain()
     kernel = model.get_layer("c2").kernel
     kernel.assign(np.asarray(kernel) * (np.arange(6) != 2)[:, None])
     scores = OnlineFilterScore(data[0][:16]).bind(model).measure()
@@ -60,7 +51,7 @@ def test_a_filter_nothing_reads_scores_zero(data):
 
 def test_the_callback_updates_every_n_steps_in_fit(data):
     keras.utils.set_random_seed(0)
-    model = _model()
+    model = tiny_chain()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     score = OnlineFilterScore(data[0][:16], update_every=2)
     model.fit(*data, batch_size=8, epochs=1, callbacks=[score], verbose=0)
@@ -77,7 +68,7 @@ def test_bad_settings_are_refused(data):
 
 def test_optimizer_slots_follow_pruned_and_grown_channels(data):
     keras.utils.set_random_seed(0)
-    model = _model()
+    model = tiny_chain()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(*data, batch_size=16, epochs=1, verbose=0)
     state = optimizer_state(model)
