@@ -326,6 +326,7 @@ class AdaptivePruner(Estimator):
         from keras_biprune import plotting
 
         self._check_fitted("plot_widths")
+        kwargs.setdefault("end_epoch", len(self.history_.epoch))
         return plotting.plot_width_history(self.width_history_, **kwargs)
 
 

@@ -266,7 +266,7 @@ def plot_search_history(history, *, ax=None):
     return figure
 
 
-def plot_width_history(records, *, ax=None):
+def plot_width_history(records, *, end_epoch=None, ax=None):
     """Every channel group's width over an adaptive run, with the MACs kept.
 
     One step line per group (width against epoch); when the records carry
@@ -276,6 +276,8 @@ def plot_width_history(records, *, ax=None):
     Args:
         records: ``AdaptivePruner.width_history_``: dicts with ``epoch`` and
             ``widths`` ({group_id: width}), optionally ``macs``.
+        end_epoch: the epoch the run ended at, to draw the last widths up
+            to (``len(pruner.history_.epoch)``), or None.
         ax: a matplotlib `Axes` to draw into, or None for a new figure.
 
     Returns:
@@ -302,13 +304,16 @@ def plot_width_history(records, *, ax=None):
                           f"{type(records).__name__ if records is not None else 'not a list'}. "
                           "Pass AdaptivePruner.width_history_.")
     figure, ax = _axes(ax, (7.5, 4.5), "plot_width_history")
+    changes = len(records) - 1
+    if end_epoch is not None and end_epoch > records[-1]["epoch"]:
+        records = [*records, {**records[-1], "epoch": end_epoch}]
     epochs = np.array([float(r["epoch"]) for r in records])
     groups = list(dict.fromkeys(g for r in records for g in r["widths"]))
     for group in groups:
         widths = [r["widths"].get(group, np.nan) for r in records]
         ax.step(epochs, widths, where="post", marker=".", label=group)
     ax.set(xlabel="Epoch", ylabel="Channels (width)",
-           title=f"Widths over the run: {len(groups)} groups, {len(records) - 1} changes")
+           title=f"Widths over the run: {len(groups)} groups, {changes} changes")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     macs = [r.get("macs") for r in records]
