@@ -52,9 +52,11 @@ class AdaptivePruner(Estimator):
        unchanged). If no update happened since the last change, one is made.
     3. **Prune**: in each group, the filters with ``S < prune_threshold``,
        weakest first, at most ``floor(max_prune_fraction · width)`` of them
-       per change, never below ``min(min_channels, starting width)``.
+       per change, never below ``min(min_channels, starting width)``. Filters
+       inserted at one of the last ``grace`` changes are not pruned yet.
     4. **Grow**: a group from which nothing was pruned is *saturated* when at
-       least ``saturation`` of its filters have ``S ≥ grow_threshold``; it
+       least ``saturation`` (by default: all) of its filters have
+       ``S ≥ grow_threshold``; it
        gets ``max(1, ceil(growth_rate · width))`` new filters, up to a cap of
        ``ceil(max_width · starting width)``. New filters come from the
        layers' initializers with zero outgoing weights
@@ -91,6 +93,7 @@ class AdaptivePruner(Estimator):
         saturation: the share of strongly used filters that makes a group grow.
         growth_rate: new filters as a share of the width.
         max_width: the width cap, as a multiple of the starting width.
+        grace: changes a new filter survives before it may be pruned.
         probe_size: training samples in the probe batch.
         compile_kwargs: ``model.compile`` arguments instead of the original's.
         random_state: seed of the shuffle of array training data.
@@ -119,8 +122,8 @@ class AdaptivePruner(Estimator):
 
     def __init__(self, model, from_scratch=False, update_every=50, change_every=1,
                  final_epochs=1, decay=0.9, next_layer_weight=0.5, prune_threshold=0.3,
-                 max_prune_fraction=0.25, min_channels=4, grow_threshold=0.6, saturation=0.9,
-                 growth_rate=0.25, max_width=2.0, probe_size=256, compile_kwargs=None,
+                 max_prune_fraction=0.25, min_channels=4, grow_threshold=0.6, saturation=1.0,
+                 growth_rate=0.25, max_width=2.0, grace=1, probe_size=256, compile_kwargs=None,
                  random_state=0, verbose=1):
         self.model = model
         self.from_scratch = from_scratch
@@ -136,6 +139,7 @@ class AdaptivePruner(Estimator):
         self.saturation = saturation
         self.growth_rate = growth_rate
         self.max_width = max_width
+        self.grace = grace
         self.probe_size = probe_size
         self.compile_kwargs = compile_kwargs
         self.random_state = random_state
@@ -147,7 +151,8 @@ class AdaptivePruner(Estimator):
                 f"AdaptivePruner trains a keras.Model. Received: model of type "
                 f"{type(self.model).__name__}. Pass a functional or Sequential model.")
         for name, low in (("epochs", 1), ("update_every", 1), ("change_every", 1),
-                          ("final_epochs", 0), ("min_channels", 1), ("probe_size", 1)):
+                          ("final_epochs", 0), ("min_channels", 1), ("grace", 0),
+                          ("probe_size", 1)):
             given = {"epochs": epochs, "update_every": update_every, "change_every": change_every}
             value = given[name] if name in given else getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -200,6 +205,7 @@ class AdaptivePruner(Estimator):
                                        self.random_state)
         self._limits = {g.id: (min(self.min_channels, g.size), math.ceil(self.max_width * g.size))
                         for g in graph.prunable_groups}
+        self._ages = {g.id: np.full(g.size, self.grace) for g in graph.prunable_groups}
         self.history_ = keras.callbacks.History()
         self.history_.epoch = []
         self.width_history_ = [_record(graph, 0, 0)]
@@ -261,8 +267,9 @@ class AdaptivePruner(Estimator):
             floor, cap = self._limits[group.id]
             n = group.size
             limit = min(int(self.max_prune_fraction * n), n - floor)
-            weakest = np.argsort(s, kind="stable")[:max(limit, 0)]
-            drop = weakest[s[weakest] < self.prune_threshold]
+            prunable = np.where(self._ages[group.id] > self.grace, s, np.nan)
+            weakest = np.argsort(prunable, kind="stable")[:max(limit, 0)]
+            drop = weakest[prunable[weakest] < self.prune_threshold]
             if len(drop):
                 keep[group.id] = sorted(set(range(n)) - set(drop.tolist()))
             elif (group.id not in blocked and n < cap
@@ -272,6 +279,7 @@ class AdaptivePruner(Estimator):
 
     def _change(self, model, graph, scores, config, epoch, step, verbose):
         """Prunes and grows by the rules; returns the new model, its graph and scores."""
+        self._ages = {g: a + 1 for g, a in self._ages.items()}
         keep, growth = self._decide(graph, scores)
         if not keep and not growth:
             self.width_history_.append(_record(graph, epoch, step))
@@ -281,6 +289,7 @@ class AdaptivePruner(Estimator):
             model, rebuilder = rebuild(model, PruningPlan(keep, signature=graph.signature), graph)
             state = map_optimizer_state(state, rebuilder)
             scores = {g: s[list(keep[g])] if g in keep else s for g, s in scores.items()}
+            self._ages = {g: a[list(keep[g])] if g in keep else a for g, a in self._ages.items()}
             graph = trace(model)
         if growth:
             model, rebuilder, skipped = grow(model, growth, graph)
@@ -288,6 +297,8 @@ class AdaptivePruner(Estimator):
             state = map_optimizer_state(state, rebuilder)
             scores = {g: np.r_[s, np.full(growth[g], np.nan)] if g in growth else s
                       for g, s in scores.items()}
+            self._ages = {g: np.r_[a, np.zeros(growth[g], int)] if g in growth else a
+                          for g, a in self._ages.items()}
             graph = trace(model)
         _compile(model, config, self.compile_kwargs)
         carried, fresh = load_optimizer_state(model, state)

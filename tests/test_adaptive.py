@@ -89,6 +89,18 @@ def test_a_saturated_group_grows_without_changing_the_function(data):
                                atol=1e-5)
 
 
+def test_the_rules_prune_the_weak_spare_new_filters_and_grow_the_saturated():
+    model = _compiled()
+    pruner = kb.AdaptivePruner(model, prune_threshold=0.5, max_prune_fraction=0.5)
+    pruner._limits = {"c1": (4, 12), "c2": (4, 9)}
+    pruner._ages = {"c1": np.array([2, 2, 2, 2, 1, 1]), "c2": np.full(8, 2)}  # c1's last two: new
+    scores = {"c1": np.array([0.1, 0.2, 1, 1, 0.1, np.nan]), "c2": np.full(8, 0.6)}
+    keep, growth = pruner._decide(kb.trace(model), scores)
+    assert keep == {"c1": [2, 3, 4, 5]} and growth == {"c2": 1}       # c2 capped at 9
+    scores["c2"][0] = 0.59                                             # not every filter strong
+    assert pruner._decide(kb.trace(model), scores)[1] == {}
+
+
 @pytest.mark.parametrize("rules, width", [(ALWAYS_GROW | NEVER_PRUNE, 10),
                                           ({"prune_threshold": 1e9}, 6)])
 def test_a_residual_group_changes_in_every_producer(data, rules, width):
