@@ -175,12 +175,15 @@ class AdaptivePruner(Estimator):
         """Trains for ``epochs`` epochs, changing widths by the rules of the class.
 
         Args:
-            x, y: training data as ``model.fit`` takes them (arrays, a
+            x: training data as ``model.fit`` takes it (arrays, a
                 ``tf.data.Dataset``, a ``keras.utils.PyDataset``). Arrays are
                 fed through a ``tf.data`` pipeline with autotuning off.
+            y: training targets, as ``model.fit`` takes them.
             epochs: epochs in all, across every architecture change.
-            update_every, change_every: override the constructor's values.
-            batch_size, validation_data: as for ``model.fit``.
+            update_every: overrides the constructor's value for this run.
+            change_every: overrides the constructor's value for this run.
+            batch_size: as for ``model.fit``.
+            validation_data: as for ``model.fit``.
             callbacks: Keras callbacks (deep-copied once, used by every phase).
             verbose: overrides the constructor's ``verbose``.
             **fit_kwargs: more ``model.fit`` arguments (``class_weight``, …).
