@@ -12,7 +12,7 @@ PYTEST_ARGS := -n 2 -q
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-slow demo lint clean
+.PHONY: help venv test test-slow demo docs lint clean
 
 help:
 	@echo "Targets:"
@@ -20,6 +20,7 @@ help:
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
 	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline)"
+	@echo "  docs       build the documentation site into site/ (mkdocs build --strict)"
 	@echo "  lint       ruff check keras_biprune tests"
 	@echo "  clean      remove .venv, build artifacts and caches"
 
@@ -47,6 +48,9 @@ test-slow: venv
 
 demo: venv
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-biprune demo
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: venv
 	$(VENV)/bin/ruff check keras_biprune tests

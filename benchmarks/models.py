@@ -1,9 +1,9 @@
-"""Benchmark models — VGG-small and ResNet-20 — trained once on Fashion-MNIST and cached.
+"""Benchmark models — VGG-small, ResNet-20, MobileNetV2-small — trained once and cached.
 
 Run from the repository root:
 
 ```
-python -m benchmarks.models --train vgg_small resnet20
+python -m benchmarks.models --train vgg_small resnet20 mobilenetv2 [--dataset digits]
 ```
 
 It trains each model that is not cached yet (or was cached after a different
@@ -22,7 +22,7 @@ import keras
 from keras import layers
 
 import keras_biprune as kb
-from keras_biprune.datasets import as_dataset, load_fashion_mnist
+from keras_biprune.datasets import as_dataset, load_digits, load_fashion_mnist
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cache")
 
@@ -100,12 +100,80 @@ def resnet20(input_shape=(28, 28, 1), classes=10):
     return keras.Model(inputs, layers.Dense(classes, name="logits")(x), name="resnet20")
 
 
-MODELS = {"vgg_small": vgg_small, "resnet20": resnet20}
-DEFAULT_EPOCHS = {"vgg_small": 3, "resnet20": 3}
+def mobilenetv2(input_shape=(28, 28, 1), classes=10):
+    """A small MobileNetV2: inverted residual blocks (1×1 expand, 3×3 depthwise, 1×1 project).
+
+    Stem 3×3 conv (16), then blocks of (expansion t, width c, repeats n,
+    stride s): (1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 1);
+    a block adds its input when the stride is 1 and the width unchanged.
+    Then a 1×1 conv (128), global average pooling and ``Dense(classes)``.
+    ReLU6 everywhere but after the projections (linear bottlenecks). The
+    depthwise convs tie each expansion's input and output channels, and the
+    residual adds tie a stage's bottlenecks into one group.
+
+    Args:
+        input_shape: shape of one image, channels last.
+        classes: number of output logits.
+
+    Returns:
+        An uncompiled functional ``keras.Model`` named ``"mobilenetv2"``.
+
+    Example:
+
+    ```python
+    from benchmarks.models import mobilenetv2
+    model = mobilenetv2()        # 28×28×1 → 10 logits
+    ```
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.ReLU(6.0, name="stem_relu")(_conv_bn(inputs, 16, "stem"))
+    width = 16
+    for stage, (t, c, n, s) in enumerate(((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2),
+                                          (4, 64, 2, 1)), start=1):
+        for block in range(1, n + 1):
+            name = f"stage{stage}_block{block}"
+            strides = s if block == 1 else 1
+            y = x
+            if t != 1:
+                y = layers.ReLU(6.0, name=f"{name}_expand_relu")(
+                    _conv_bn(y, width * t, f"{name}_expand", kernel_size=1))
+            y = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+                                       name=f"{name}_dw_conv")(y)
+            y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+            y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+            y = _conv_bn(y, c, f"{name}_project", kernel_size=1)
+            x = layers.Add(name=f"{name}_add")([x, y]) if strides == 1 and width == c else y
+            width = c
+    x = layers.ReLU(6.0, name="head_relu")(_conv_bn(x, 128, "head", kernel_size=1))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, layers.Dense(classes, name="logits")(x), name="mobilenetv2")
 
 
-def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0, verbose=1):
-    """Returns a benchmark model trained on Fashion-MNIST, training it only if not cached.
+MODELS = {"vgg_small": vgg_small, "resnet20": resnet20, "mobilenetv2": mobilenetv2}
+DEFAULT_EPOCHS = {"vgg_small": 3, "resnet20": 3, "mobilenetv2": 3}
+DATASETS = ("fashion_mnist", "digits")
+DIGITS_EPOCHS = 30     # 1,437 images: 12 steps an epoch; BN statistics need a few hundred
+
+
+def default_epochs(name, dataset="fashion_mnist"):
+    """Training epochs of a benchmark model on a data set."""
+    return DEFAULT_EPOCHS[name] if dataset == "fashion_mnist" else DIGITS_EPOCHS
+
+
+def load_data(dataset="fashion_mnist"):
+    """``((x_train, y_train), (x_test, y_test))`` of a benchmark data set, offline.
+
+    ``"fashion_mnist"`` (60,000 / 10,000 images, 28×28×1) from the Debian
+    package, or ``"digits"`` (scikit-learn's 1,437 / 360 images, 8×8×1).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"Expected a dataset in {DATASETS}. Received: dataset={dataset!r}")
+    return load_fashion_mnist() if dataset == "fashion_mnist" else load_digits()
+
+
+def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0, verbose=1,
+                  dataset="fashion_mnist"):
+    """Returns a benchmark model trained on Fashion-MNIST or digits, trained only if not cached.
 
     Training uses Adam with a cosine-decayed learning rate (1e-3 → 0) and feeds
     ``fit`` through :func:`keras_biprune.datasets.as_dataset`. The trained
@@ -113,14 +181,16 @@ def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0
     record returned as ``info``.
 
     Args:
-        name: a key of ``MODELS`` (``"vgg_small"`` or ``"resnet20"``).
+        name: a key of ``MODELS`` (``"vgg_small"``, ``"resnet20"``, ``"mobilenetv2"``).
         epochs: training epochs. ``None`` takes any cached model, else trains
-            ``DEFAULT_EPOCHS[name]``; a number retrains when the cached model
+            `default_epochs`; a number retrains when the cached model
             had a different number.
         cache_dir: directory of the cached models.
         batch_size: training batch size.
         seed: seed of the weights and of the shuffle (``keras.utils.set_random_seed``).
         verbose: ``fit``'s verbosity.
+        dataset: ``"fashion_mnist"`` or ``"digits"`` (see `load_data`); a
+            digits model is cached as ``<name>_digits``.
 
     Returns:
         ``(model, info)``: the compiled model and a dict with ``name``,
@@ -137,16 +207,17 @@ def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0
     """
     if name not in MODELS:
         raise ValueError(f"Expected one of {sorted(MODELS)}. Received: name={name!r}")
-    model_path = os.path.join(cache_dir, f"{name}.keras")
-    info_path = os.path.join(cache_dir, f"{name}.json")
+    stem = name if dataset == "fashion_mnist" else f"{name}_{dataset}"
+    model_path = os.path.join(cache_dir, f"{stem}.keras")
+    info_path = os.path.join(cache_dir, f"{stem}.json")
     if os.path.exists(model_path) and os.path.exists(info_path):
         with open(info_path) as f:
             info = json.load(f)
         if epochs is None or epochs == info["epochs"]:
             return keras.saving.load_model(model_path), {**info, "cached": True}
-    epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs
+    epochs = default_epochs(name, dataset) if epochs is None else epochs
 
-    (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
+    (x_train, y_train), (x_test, y_test) = load_data(dataset)
     keras.utils.set_random_seed(seed)
     model = MODELS[name](x_train.shape[1:], int(y_train.max()) + 1)
     steps = epochs * -(-len(x_train) // batch_size)
@@ -159,7 +230,7 @@ def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0
     train_seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(as_dataset(x_test, y_test, 500), verbose=0)
 
-    info = {"name": name, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+    info = {"name": name, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
             "params": model.count_params(), "test_accuracy": round(float(accuracy), 4),
             "train_seconds": round(train_seconds, 1)}
     os.makedirs(cache_dir, exist_ok=True)
@@ -177,11 +248,13 @@ def main(argv=None):
                         help="training epochs (default: the cached model, else "
                              f"{DEFAULT_EPOCHS})")
     parser.add_argument("--cache-dir", default=CACHE_DIR)
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
     parser.add_argument("--verbose", type=int, default=2, help="fit verbosity (0, 1 or 2)")
     args = parser.parse_args(argv)
 
     for name in args.train:
-        model, info = train_or_load(name, args.epochs, args.cache_dir, verbose=args.verbose)
+        model, info = train_or_load(name, args.epochs, args.cache_dir, verbose=args.verbose,
+                                    dataset=args.dataset)
         graph = kb.trace(model)
         slim = kb.apply_plan(model, kb.PruningPlan.random(graph, 0.5, seed=0))
         source = "cached" if info["cached"] else "trained"

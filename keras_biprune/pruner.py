@@ -59,14 +59,17 @@ class BiLevelPruner(Estimator):
         metric: the evaluator's metric.
         search_fraction: the share of array training data held out for the
             search when ``search_data`` is not given.
-        eval_size, calibration_size, adaptive_bn: see `keras_biprune.Evaluator`.
+        eval_size: see `keras_biprune.Evaluator`.
+        calibration_size: see `keras_biprune.Evaluator`.
+        adaptive_bn: see `keras_biprune.Evaluator`.
         search_kwargs: more arguments for the search class (``generations``,
             ``population_size``, ``max_evaluations``, …).
         n_select: ``"nsga2"`` only: front solutions fine-tuned.
         compile_kwargs: ``model.compile`` arguments for fine-tuning instead of
             the original's.
-        temperature, alpha: distillation settings (see
+        temperature: distillation temperature (see
             `keras_biprune.training.finetune`).
+        alpha: distillation weight (see `keras_biprune.training.finetune`).
         recalibrate_bn: re-estimate batch-norm statistics after fine-tuning.
         checkpoint_dir: where the search saves its state every generation
             (a rerun resumes).
@@ -145,8 +148,9 @@ class BiLevelPruner(Estimator):
         """Searches, prunes and fine-tunes; see the class docstring.
 
         Args:
-            x, y: training data, as ``model.fit`` takes them (arrays,
+            x: training data, as ``model.fit`` takes it (arrays,
                 ``tf.data.Dataset``, ``keras.utils.PyDataset``).
+            y: training targets, as ``model.fit`` takes them.
             validation_data: passed to fine-tuning; the search never sees it.
             search_data: ``(x, y)`` or a dataset the search scores plans on.
                 Default: ``search_fraction`` of array training data, or the
@@ -190,7 +194,8 @@ class BiLevelPruner(Estimator):
         ``search_history_``.
 
         Args:
-            x, y: the data to search on (or pass ``search_data``).
+            x: the data to search on (or pass ``search_data``).
+            y: its targets.
         """
         self._validate()
         self._reset()

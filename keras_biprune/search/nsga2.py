@@ -23,10 +23,11 @@ class NSGA2Search(Search):
     the last population; pick from it with `ParetoFront.select`. Parents
     chosen by NSGA-II selection stay in the next population (elitism).
 
+    The other arguments are those of `keras_biprune.search.Search`
+    (``population_size`` defaults to 16, ``generations`` to 10).
+
     Args:
         evaluator: a `keras_biprune.Evaluator`.
-        **kwargs: see `keras_biprune.search.Search` (``population_size``
-            defaults to 16, ``generations`` to 10).
 
     Example:
 

@@ -38,7 +38,12 @@ class UpperEncoding:
             is more important), e.g. from `keras_biprune.criteria.scores`.
         kind: ``"mask"`` (one bit per filter) or ``"width"`` (one gene per
             group: keep ``gene * round_to`` channels, at most the group size).
-        round_to: width step of the ``"width"`` kind.
+        round_to: width step: every group keeps a multiple of it (or all its
+            channels). The ``"width"`` kind counts in these steps; the
+            ``"mask"`` kind rounds each group's kept count to the nearest
+            multiple, adding the best-ranked missing channels or dropping the
+            worst-ranked kept ones. Multiples of 8 let CPU kernels vectorize:
+            see ``docs/benchmarks.md``.
         min_channels: fewest channels a group keeps.
         max_prune_ratio: largest share of a group that may be pruned.
 
@@ -115,11 +120,12 @@ class UpperEncoding:
                 chosen = ranked[bits[ranked] > 0]
             else:
                 chosen = ranked[:min(g.size, int(genome[i]) * self.round_to)]
-            if len(chosen) < self.floor[g.id]:
+            n = stepped(max(len(chosen), self.floor[g.id]), self.round_to, self.floor[g.id],
+                        g.size)
+            if n > len(chosen):
                 missing = ranked[~np.isin(ranked, chosen)]
-                chosen = ranked[np.isin(ranked, np.concatenate(
-                    [chosen, missing[:self.floor[g.id] - len(chosen)]]))]
-            keep[g.id] = chosen
+                chosen = ranked[np.isin(ranked, np.concatenate([chosen, missing[:n - len(chosen)]]))]
+            keep[g.id] = chosen[:n]
         return keep
 
     def decode(self, genome, budget=None):
@@ -336,12 +342,25 @@ class Budget:
         def count(group_id, n, factor):
             if factor >= 1:
                 return n
-            return min(n, max(encoding.floor[group_id], step * max(1, round(factor * n / step))))
+            return min(n, stepped(factor * n, step, encoding.floor[group_id], n))
 
         def plan_at(factor):
             return encoding.plan({k: v[:count(k, len(v), factor)] for k, v in keep.items()})
 
         return self.fit(plan_at)
+
+
+def stepped(n, step, floor, size):
+    """``n`` rounded to the nearest multiple of ``step``, at least ``floor``, at most ``size``.
+
+    A whole group (``n >= size``) stays whole.
+    """
+    if n >= size:
+        return size
+    n = step * max(1, round(n / step))
+    if n < floor:
+        n = step * math.ceil(floor / step)
+    return min(size, n)
 
 
 def check_choice(name, value, choices):

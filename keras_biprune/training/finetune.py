@@ -33,9 +33,10 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     Args:
         model: the pruned model; trained in place.
         original: the model it was pruned from, compiled (its setup is copied).
-        x, y: training data, as ``model.fit`` takes them. NumPy arrays are fed
+        x: training data, as ``model.fit`` takes it. NumPy arrays are fed
             through a ``tf.data`` pipeline with autotuning off (TensorFlow
             backend), which avoids a long stall after each epoch.
+        y: training targets, as ``model.fit`` takes them.
         compile_kwargs: ``model.compile`` arguments that replace the
             original's setup.
         callbacks: Keras callbacks (deep-copied).

@@ -84,6 +84,21 @@ def test_width_genome_keeps_the_best_ranked_channels_in_steps(evaluator):
     assert np.array_equal(encoding.encode_counts({"c1": 8, "c2": 4}), [2, 1])
 
 
+def test_mask_genome_rounds_each_group_to_the_step_by_rank(evaluator):
+    graph = evaluator.graph
+    scores = {g.id: -np.arange(g.size, dtype=float) for g in graph.prunable_groups}
+    encoding = UpperEncoding(graph, scores, "mask", round_to=4)
+    c1, c2 = (graph.group(k).size for k in ("c1", "c2"))
+    genome = np.zeros(c1 + c2, dtype=np.int64)
+    genome[[0, 2, 5, 7, 9]] = 1                         # c1 keeps 5: rounds down to 4
+    genome[c1 + np.array([1, 4, 6, 10, 11, 13])] = 1    # c2 keeps 6: rounds up to 8
+    keep = encoding.kept(genome)
+    assert sorted(keep["c1"].tolist()) == [0, 2, 5, 7]           # worst-ranked (9) dropped
+    assert sorted(keep["c2"].tolist()) == [0, 1, 2, 4, 6, 10, 11, 13]   # best missing added
+    plan = encoding.decode(genome, Budget(graph, 0.3))
+    assert all(len(kept) % 4 == 0 for kept in plan.keep.values())
+
+
 @pytest.mark.parametrize("measure", ["flops", "params", "filters"])
 def test_budget_repair_meets_the_target_closely(evaluator, measure):
     graph = evaluator.graph

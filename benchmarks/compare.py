@@ -1,0 +1,480 @@
+"""Our searches against the classic criteria and Torch-Pruning, at the same FLOPs, same fine-tune.
+
+For every model, FLOPs budget and seed, each method makes a plan that keeps
+at most the budget's share of the MACs, with every group's width a multiple
+of ``--round-to``. The plan is rebuilt (`keras_biprune.apply_plan`), scored on
+the test set, fine-tuned with one recipe for all (Adam, learning rate
+cosine-decayed from 5e-4 to 0, batch 128, ``--finetune-epochs``, no
+distillation) and scored again; its CPU latency is timed against the
+unpruned model's in alternating rounds (TensorFlow and TFLite, batch 1 and
+64). Searches score plans on the last 5,000 *training* images (held out of
+fine-tuning); the test set is never searched on.
+
+Methods — ours: ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
+``nsga2`` (one search per model and seed; each budget takes the best front
+plan under it), ``blend`` (calibrated blend of L1/L2/FPGM/BN-scale, uniform
+ratio); ``bilevel-layer+kd`` fine-tunes the bilevel-layer plan with
+distillation. Baselines: ``l1``, ``l2``, ``fpgm``, ``apoz``, ``taylor``,
+``random`` (uniform ratio), ``l1-global``, ``bn-slimming`` (one global
+threshold on L1 norms / BN scales). Torch-Pruning runs on PyTorch twins
+(`benchmarks.torch_twins`, a process of its own).
+
+Rows are appended to ``<out>.json`` as they finish; a rerun skips rows that
+are there, so a long run can be stopped and resumed. ``--report`` only
+prints the tables and redraws the plots from that file.
+
+    python -m benchmarks.compare --quick                 # digits, one budget, one seed: minutes
+    python -m benchmarks.compare --models vgg_small --budgets 0.3 0.5 0.7 --seeds 0 1 2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+OURS = ("bilevel-layer", "bilevel-filter", "nsga2", "blend")
+UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
+GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
+METHODS = (*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL, "torch-pruning")
+FULL = {"islands": 2, "population": 8, "generations": 8, "nsga2_population": 24,
+        "nsga2_generations": 10, "eval_size": 1024, "finetune_epochs": 1, "latency_rounds": 5,
+        "latency_runs": 20}
+QUICK = {"islands": 1, "population": 4, "generations": 2, "nsga2_population": 8,
+         "nsga2_generations": 2, "eval_size": 256, "finetune_epochs": 5, "latency_rounds": 2,
+         "latency_runs": 5}
+SEARCH_IMAGES = {"fashion_mnist": 5000, "digits": 300}
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="digits, vgg_small, budget 0.5, seed 0, tiny searches")
+    parser.add_argument("--dataset", choices=("fashion_mnist", "digits"))
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="vgg_small, resnet20, mobilenetv2 (default: all three)")
+    parser.add_argument("--budgets", type=float, nargs="+", default=None,
+                        help="kept share of the MACs (default 0.7 0.5 0.3)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None)
+    parser.add_argument("--round-to", type=int, default=8, help="width step of every method")
+    parser.add_argument("--finetune-images", type=int, default=None,
+                        help="fine-tune on the first N training images (default: all but the "
+                             "search images)")
+    parser.add_argument("--test-images", type=int, default=None)
+    for name, value in FULL.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int,
+                            help=f"default {value} ({QUICK[name]} with --quick)")
+    parser.add_argument("--out", help="path without extension (default docs/benchmarks/compare; "
+                        "with --quick, in the temp directory)")
+    parser.add_argument("--report", action="store_true", help="only print tables and plot")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {"dataset": "digits" if quick else "fashion_mnist",
+                "models": ["vgg_small"] if quick else ["vgg_small", "resnet20", "mobilenetv2"],
+                "budgets": [0.5] if quick else [0.7, 0.5, 0.3], "seeds": [0],
+                "methods": list(METHODS),
+                "out": (os.path.join(tempfile.gettempdir(), "compare_quick") if quick
+                        else "docs/benchmarks/compare"),
+                **(QUICK if quick else FULL)}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _key(row):
+    return (row["model"], row["dataset"], row["budget"], row["seed"], row["method"])
+
+
+class Bench:
+    """One model on one data set: the trained model, the splits and the measurements."""
+
+    def __init__(self, name, args):
+        import keras
+
+        import keras_biprune as kb
+        from benchmarks.models import load_data, train_or_load
+
+        self.name, self.args = name, args
+        self.model, self.info = train_or_load(name, dataset=args.dataset, verbose=0)
+        (x, y), (x_test, y_test) = load_data(args.dataset)
+        n = SEARCH_IMAGES[args.dataset]
+        self.x_ft, self.y_ft = x[:-n][:args.finetune_images], y[:-n][:args.finetune_images]
+        self.search = (x[-n:], y[-n:])
+        self.test = (x_test[:args.test_images], y_test[:args.test_images])
+        self.graph = kb.trace(self.model)
+        self.full = kb.cost(self.graph)
+        self.base_accuracy = self.accuracy(self.model)
+        self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.timers = {batch: timers(self.model, batch) for batch in (1, 64)}
+        self._nsga2, self._plans = {}, {}
+
+    def accuracy(self, model):
+        from keras_biprune.datasets import as_dataset
+
+        x, y = self.test
+        logits = model.predict(as_dataset(x, batch_size=500), verbose=0)
+        return float(np.mean(np.argmax(logits, -1) == y))
+
+    def evaluator(self, seed):
+        import keras_biprune as kb
+
+        return kb.Evaluator(self.model, self.search, metric="accuracy",
+                            eval_size=self.args.eval_size, calibration_size=256,
+                            adaptive_bn=True, random_state=seed)
+
+    def plan(self, method, budget, seed):
+        """``(plan, seconds)``: the method's plan under ``budget`` and the time it took."""
+        import keras_biprune as kb
+        from keras_biprune.search import BiLevelSearch, Budget, UpperEncoding, calibrate_blend
+
+        args, graph, model = self.args, self.graph, self.model
+        start = time.perf_counter()
+        if method in UNIFORM or method == "blend":
+            if method == "blend":
+                criterion = calibrate_blend(self.evaluator(seed), model, keep=budget ** 0.5,
+                                            population_size=args.population,
+                                            generations=args.generations, random_state=seed)
+            elif method == "random":
+                criterion = kb.criteria.Random(seed=seed)
+            else:
+                criterion = method
+            data = self.search if kb.criteria.get(criterion).requires_data else None
+            scores = kb.criteria.scores(graph, model, criterion, data)
+            encoding = UpperEncoding(graph, scores, "mask", args.round_to)
+            plan = encoding.decode(encoding.full(), Budget(graph, budget))
+        elif method in GLOBAL:
+            plan = global_plan(graph, kb.criteria.scores(graph, model, GLOBAL[method]), budget,
+                               args.round_to)
+        elif method.startswith("bilevel"):
+            granularity = "filter" if method == "bilevel-filter" else "layer"
+            plan = BiLevelSearch(
+                self.evaluator(seed), target=budget, max_accuracy_drop=None,
+                channel_granularity=granularity, islands=args.islands,
+                population_size=args.population, generations=args.generations,
+                round_to=args.round_to, random_state=seed, verbose=0).run().best.plan
+        else:
+            front, seconds = self._front(seed)
+            under = [s for s in front if s.cost <= budget + 1e-9]
+            if not under:
+                raise RuntimeError(f"The NSGA-II front has no plan under {budget}: "
+                                   f"costs {front.costs.min():.3f}-{front.costs.max():.3f}")
+            return max(under, key=lambda s: s.score).plan, seconds
+        return plan, time.perf_counter() - start
+
+    def _front(self, seed):
+        """The NSGA-II front of a seed (searched once, for every budget) and its wall time."""
+        from keras_biprune.search import NSGA2Search
+
+        if seed not in self._nsga2:
+            start = time.perf_counter()
+            front = NSGA2Search(self.evaluator(seed), max_accuracy_drop=0.9,
+                                population_size=self.args.nsga2_population,
+                                generations=self.args.nsga2_generations,
+                                round_to=self.args.round_to, random_state=seed,
+                                verbose=0).run().front
+            self._nsga2[seed] = front, time.perf_counter() - start
+        return self._nsga2[seed]
+
+    def row(self, method, budget, seed):
+        import keras
+
+        import keras_biprune as kb
+        from keras_biprune.pruner import _kernel_nonzero, _layer_at
+
+        key = (method.removesuffix("+kd"), budget, seed)
+        if key not in self._plans:
+            self._plans[key] = self.plan(*key)
+        plan, search_seconds = self._plans[key]
+        slim = kb.apply_plan(self.model, plan)
+        before = self.accuracy(slim)
+        recalibrated = kb.apply_plan(self.model, plan)
+        kb.training.recalibrate_batch_norm(recalibrated, self.x_ft)
+        before_bn = self.accuracy(recalibrated)
+        steps = self.args.finetune_epochs * -(-len(self.x_ft) // 128)
+        compile_kwargs = {
+            "optimizer": keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(5e-4, steps)),
+            "loss": self.loss, "metrics": ["accuracy"]}
+        masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in plan.kernels}
+        start = time.perf_counter()
+        kb.training.finetune(slim, self.model, self.x_ft, self.y_ft, compile_kwargs=compile_kwargs,
+                             epochs=self.args.finetune_epochs, batch_size=128, verbose=0,
+                             kernel_masks=masks, shuffle_seed=seed,
+                             teacher=self.model if method.endswith("+kd") else None)
+        finetune_seconds = time.perf_counter() - start
+        kb.training.recalibrate_batch_norm(slim, self.x_ft)
+        ratio = kb.cost(self.graph, plan).ratio_to(self.full)
+        widths = {g: len(k) for g, k in plan.keep.items()}
+        return {"model": self.name, "dataset": self.args.dataset, "budget": budget, "seed": seed,
+                "method": method, "framework": "keras", "unpruned_accuracy": self.base_accuracy,
+                "accuracy_before": before, "accuracy_before_bn": before_bn,
+                "accuracy_after": self.accuracy(slim),
+                "flops": ratio.macs, "sparse_flops": ratio.sparse_macs, "params": ratio.params,
+                "search_seconds": search_seconds, "finetune_seconds": finetune_seconds,
+                "latency_ms": self.latencies(slim), "widths": widths,
+                "round_to": self.args.round_to, "plan": plan.get_config()}
+
+    def latencies(self, slim):
+        """``{engine_bB: [unpruned ms, pruned ms]}``, timed in alternating rounds."""
+        out = {}
+        for batch, unpruned in self.timers.items():
+            for engine, call in timers(slim, batch).items():
+                out[f"{engine}_b{batch}"] = _paired([unpruned[engine], call],
+                                                    self.args.latency_rounds,
+                                                    self.args.latency_runs)
+        return out
+
+
+def global_plan(graph, scores, budget, round_to):
+    """One threshold over every prunable channel's raw score, lowered until the MACs fit.
+
+    Keeps the channels scoring at or above the threshold (at least one per
+    group), each group's count rounded to ``round_to`` by rank.
+    """
+    from keras_biprune.search import Budget, UpperEncoding
+
+    encoding = UpperEncoding(graph, scores, "mask", round_to)
+    values = np.sort(np.concatenate([np.asarray(scores[g.id], float)
+                                     for g in graph.prunable_groups]))
+
+    def plan_at(factor):
+        threshold = values[min(len(values) - 1, int((1 - factor) * len(values)))]
+        genome = np.concatenate([(np.asarray(scores[g.id]) >= threshold).astype(np.int64)
+                                 for g in graph.prunable_groups])
+        return encoding.decode(genome)
+
+    return Budget(graph, budget).fit(plan_at)
+
+
+def timers(model, batch):
+    """``{"tf": call, "tflite": call}``: one forward pass of a random batch each."""
+    import keras
+
+    from keras_biprune._backend import compile_function
+    from keras_biprune.export import to_tflite
+
+    x = np.random.default_rng(0).normal(size=(batch, *model.inputs[0].shape[1:]))
+    x = x.astype("float32")
+    forward = compile_function(lambda v: model(v, training=False))
+    return {"tf": lambda: keras.ops.convert_to_numpy(forward(x)),
+            "tflite": _tflite_call(to_tflite(model), x)}
+
+
+def _tflite_call(content, x):
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_content=content, num_threads=os.cpu_count())
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    return interpreter.invoke
+
+
+def _paired(calls, rounds, runs):
+    """Median ms of each call, timed in turn (a, b, a, b, …) ``rounds`` × ``runs`` times.
+
+    Alternating call by call gives both models the same share of whatever
+    else the machine is doing, so their ratio holds on a busy machine.
+    """
+    for call in calls:
+        for _ in range(3):
+            call()
+    times = [[] for _ in calls]
+    for _ in range(rounds * runs):
+        for t, call in zip(times, calls):
+            start = time.perf_counter()
+            call()
+            t.append(time.perf_counter() - start)
+    return [1000 * float(np.median(t)) for t in times]
+
+
+def _torch_rows(name, args, seed, budgets):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        command = [sys.executable, "-m", "benchmarks.torch_twins", "--model", name, "--dataset",
+                   args.dataset, "--budgets", *map(str, budgets), "--seed", str(seed),
+                   "--finetune-epochs", str(args.finetune_epochs), "--latency-rounds",
+                   str(args.latency_rounds), "--latency-runs", str(args.latency_runs), "--round-to",
+                   str(args.round_to), "--search-images", str(SEARCH_IMAGES[args.dataset]),
+                   "--out", out]
+        for flag in ("finetune_images", "test_images"):
+            if getattr(args, flag) is not None:
+                command += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+        subprocess.run(command, check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
+def _save(result, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = _parse(argv)
+    path = args.out + ".json"
+    result = {"rows": []}
+    if os.path.exists(path):
+        with open(path) as f:
+            result = json.load(f)
+    if not args.report:
+        run(args, result, path)
+    report(result["rows"])
+    plot(result["rows"], args.out)
+
+
+def run(args, result, path):
+    command = " ".join(["python -m benchmarks.compare", *sys.argv[1:]])
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], check=False,
+                            capture_output=True, text=True).stdout.strip()
+    result.setdefault("commands", []).append({"command": command, "commit": commit,
+                                              "settings": vars(args)})
+    done = {_key(r) for r in result["rows"]}
+    for name in args.models:
+        bench = None
+        for seed in args.seeds:
+            if "torch-pruning" in args.methods:
+                todo = [b for b in args.budgets
+                        if not any(k[:4] == (name, args.dataset, b, seed)
+                                   and k[4].startswith("torch-pruning") for k in done)]
+                if todo and _torch_available():
+                    for r in _torch_rows(name, args, seed, todo):
+                        result["rows"].append(r)
+                        done.add(_key(r))
+                    _save(result, path)
+            for budget in args.budgets:
+                for method in args.methods:
+                    key = (name, args.dataset, budget, seed, method)
+                    if method == "torch-pruning" or key in done:
+                        continue
+                    bench = bench or Bench(name, args)
+                    r = bench.row(method, budget, seed)
+                    result["rows"].append(r)
+                    done.add(key)
+                    _save(result, path)
+                    print(f"{name} {budget:.2f} seed {seed} {method:<17} FLOPs {_flops(r):.3f} "
+                          f"acc {r['accuracy_before']:.4f} -> {r['accuracy_after']:.4f} "
+                          f"search {r['search_seconds']:.0f} s", flush=True)
+
+
+def _torch_available():
+    try:
+        import torch  # noqa: F401
+        import torch_pruning  # noqa: F401
+    except ImportError:
+        print("torch / torch-pruning not installed: pip install -e '.[bench]'; "
+              "Torch-Pruning rows skipped", flush=True)
+        return False
+    return True
+
+
+def _flops(row):
+    """The kept share of MACs the budget bounds: sparse ones for kernel-masked plans."""
+    return row["sparse_flops"] if row["method"] == "bilevel-filter" else row["flops"]
+
+
+def _groups(rows):
+    table = {}
+    for r in rows:
+        table.setdefault((r["model"], r["dataset"], r["budget"], r["method"]), []).append(r)
+    return table
+
+
+def _mean_std(values):
+    values = np.asarray(values, float)
+    return (f"{values.mean():.4f}" if len(values) == 1
+            else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
+
+
+def report(rows):
+    """Markdown tables: per model and budget, every method (mean ± std over seeds)."""
+    table = _groups(rows)
+    models = sorted({(k[0], k[1]) for k in table})
+    for model, dataset in models:
+        print(f"\n### {model} ({dataset})\n")
+        print("| budget | method | seeds | FLOPs | params | acc. before FT (BN re-est.) "
+              "| acc. after FT | TF b1 / b64 latency ratio | TFLite b1 / b64 | search s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for key in sorted(k for k in table if k[:2] == (model, dataset)):
+            group = table[key]
+            flops = np.mean([_flops(r) for r in group])
+            lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
+                                  for r in group]) for name in group[0]["latency_ms"]}
+            tf = (f"{lat['tf_b1']:.2f} / {lat['tf_b64']:.2f}" if "tf_b1" in lat
+                  else f"{lat['torch_b1']:.2f} / {lat['torch_b64']:.2f} (torch)")
+            lite = (f"{lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f}" if "tflite_b1" in lat
+                    else "–")
+            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops:.3f} "
+                  f"| {np.mean([r['params'] for r in group]):.3f} "
+                  f"| {_mean_std([r['accuracy_before_bn'] for r in group])} "
+                  f"| {_mean_std([r['accuracy_after'] for r in group])} | {tf} | {lite} "
+                  f"| {np.mean([r['search_seconds'] for r in group]):.0f} |")
+        unpruned = {r["framework"]: r["unpruned_accuracy"] for r in rows
+                    if (r["model"], r["dataset"]) == (model, dataset)}
+        print("\nunpruned test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in unpruned.items()))
+
+
+def plot(rows, out):
+    """``<out>_accuracy.png`` (accuracy drop after fine-tuning vs FLOPs) and
+    ``<out>_latency.png`` (latency ratio vs FLOPs ratio)."""
+    if not rows:
+        return
+    from matplotlib.figure import Figure
+
+    table = _groups(rows)
+    models = sorted({(k[0], k[1]) for k in table})
+    methods = sorted({k[3] for k in table})
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    markers = {m: ("o" if m in OURS or m.startswith("bilevel") else
+                   "s" if m.startswith("torch") else "x") for m in methods}
+    fig = Figure(figsize=(5 * len(models), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, (model, dataset) in zip(axes, models):
+        for method in methods:
+            points = sorted((np.mean([_flops(r) for r in g]),
+                             np.mean([r["accuracy_after"] - r["unpruned_accuracy"] for r in g]),
+                             np.std([r["accuracy_after"] for r in g]))
+                            for k, g in table.items() if k[:2] == (model, dataset)
+                            and k[3] == method)
+            if points:
+                x, y, e = map(np.array, zip(*points))
+                ax.errorbar(x, y, yerr=e, label=method, color=colors[method],
+                            marker=markers[method], linestyle="-" if len(x) > 1 else "none",
+                            capsize=2)
+        ax.axhline(0, color="gray", linewidth=0.8)
+        ax.set(title=f"{model} ({dataset})", xlabel="FLOPs kept (share of unpruned)",
+               ylabel="test accuracy after fine-tune − unpruned")
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.savefig(out + "_accuracy.png", dpi=110)
+
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    for ax, batch in zip(fig.subplots(1, 2), (1, 64)):
+        for engine, marker in (("tf", "o"), ("tflite", "^"), ("torch", "s")):
+            name = f"{engine}_b{batch}"
+            pts = [(r["flops"], r["latency_ms"][name][1] / r["latency_ms"][name][0])
+                   for r in rows if name in r["latency_ms"] and r["method"] != "bilevel-filter"]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, label=engine, alpha=0.7)
+        grid = np.linspace(0, 1, 11)
+        ax.plot(grid, grid, "k--", linewidth=0.8, label="latency = FLOPs")
+        ax.plot(grid, 1.2 * grid, "k:", linewidth=0.8, label="goal: 1.2 × FLOPs")
+        ax.set(title=f"batch {batch}", xlabel="FLOPs ratio (pruned / unpruned)",
+               ylabel="latency ratio", xlim=(0, 1.05), ylim=(0, 1.5))
+        ax.legend(fontsize=7)
+    fig.savefig(out + "_latency.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

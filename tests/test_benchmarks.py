@@ -1,0 +1,56 @@
+"""The benchmark comparison's quick mode, end to end: CI's smoke test of `benchmarks.compare`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.compare import GLOBAL, METHODS, OURS, UNIFORM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "compare"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-m", "benchmarks.compare", "--quick", "--out", str(out)],
+                   cwd=ROOT, env=env, check=True, timeout=1800)
+    with open(f"{out}.json") as f:
+        return out, json.load(f)["rows"]
+
+
+def test_every_method_has_a_row_under_the_budget(quick):
+    _, rows = quick
+    torch_rows = {"torch-pruning-l1", "torch-pruning-taylor"}
+    expected = {*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL} | torch_rows
+    assert {r["method"] for r in rows} == expected
+    assert set(METHODS) - {"torch-pruning"} <= expected
+    for r in rows:
+        flops = r["sparse_flops"] if r["method"] == "bilevel-filter" else r["flops"]
+        assert 0 < flops <= r["budget"] + 1e-9, r["method"]
+        assert 0 <= r["accuracy_before"] <= 1 and 0 <= r["accuracy_after"] <= 1
+        assert all(len(pair) == 2 and min(pair) > 0 for pair in r["latency_ms"].values())
+    assert next(r for r in rows if r["method"] == "bilevel-filter")["plan"]["kernels"]
+
+
+def test_widths_are_multiples_of_round_to(quick):
+    _, rows = quick
+    for r in rows:
+        widths = r["widths"].values() if isinstance(r["widths"], dict) else r["widths"]
+        assert all(w % 8 == 0 for w in widths), (r["method"], r["widths"])
+
+
+def test_report_redraws_from_the_json_without_running(quick):
+    out, rows = quick
+    for suffix in ("_accuracy.png", "_latency.png"):
+        os.remove(f"{out}{suffix}")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--report", "--out",
+                             str(out)], cwd=ROOT, capture_output=True, text=True, check=True,
+                            timeout=300)
+    assert "| 0.50 | bilevel-layer | 1 |" in result.stdout
+    assert all(os.path.getsize(f"{out}{s}") > 0 for s in ("_accuracy.png", "_latency.png"))
+    with open(f"{out}.json") as f:
+        assert json.load(f)["rows"] == rows
