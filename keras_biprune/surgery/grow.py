@@ -97,9 +97,10 @@ class _Grower(_Rebuilder):
     def __init__(self, graph, growth):
         super().__init__(graph, PruningPlan.keep_all(graph), prune=True)
         self.graph = graph
-        self.k = np.zeros(len(graph.groups), dtype=np.int64)
+        ids = [group.id for group in graph.groups]
+        self.k = np.zeros(len(ids), dtype=np.int64)
         for group_id, n in growth.items():
-            self.k[graph.groups.index(graph.group(group_id))] = n
+            self.k[ids.index(group_id)] = n
         self.take = _fresh
 
     def mask(self, channels):
