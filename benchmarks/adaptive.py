@@ -39,6 +39,10 @@ QUICK = {"epochs": 3, "finetune_epochs": 1, "train_images": 1400, "batch_size": 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grow-threshold", type=float,
+                        help="AdaptivePruner's grow_threshold (default: the library's)")
+    parser.add_argument("--prune-threshold", type=float,
+                        help="AdaptivePruner's prune_threshold (default: the library's)")
     add_size_options(parser, FULL, QUICK, "adaptive")
     return resolve_sizes(parser.parse_args(argv), FULL, QUICK, "adaptive")
 
@@ -97,8 +101,11 @@ def main(argv=None):
     print(f"unpruned: {rows['unpruned']}", flush=True)
 
     tick = time.perf_counter()
+    rules = {name: value for name, value in (("grow_threshold", args.grow_threshold),
+                                             ("prune_threshold", args.prune_threshold))
+             if value is not None}
     adaptive = kb.AdaptivePruner(fresh_model(), from_scratch=True,
-                                 update_every=args.update_every, random_state=args.seed)
+                                 update_every=args.update_every, random_state=args.seed, **rules)
     history = adaptive.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                            verbose=2)
     seconds = time.perf_counter() - tick
