@@ -19,10 +19,11 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from benchmarks._options import add_size_options, resolve_sizes
 
 FULL = {"search_images": 5000, "eval_size": 1024, "calibration_size": 256, "islands": 2,
         "population": 8, "generations": 15, "lower_population": 4, "lower_generations": 1,
@@ -50,19 +51,8 @@ def _parse(argv):
                         help="NSGA-II's max_accuracy_drop (loose: the whole front is feasible)")
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help=f"tiny settings: {QUICK}")
-    for name, value in FULL.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {value}")
-    parser.add_argument("--out", help="path without extension (default "
-                        "docs/benchmarks/search_quality; with --quick, in the temp directory)")
-    args = parser.parse_args(argv)
-    for name, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.out is None:
-        args.out = (f"{tempfile.gettempdir()}/search_quality_quick" if args.quick
-                    else "docs/benchmarks/search_quality")
-    return args
+    add_size_options(parser, FULL, QUICK, "search_quality")
+    return resolve_sizes(parser.parse_args(argv), FULL, QUICK, "search_quality")
 
 
 def main(argv=None):

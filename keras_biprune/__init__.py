@@ -23,6 +23,7 @@ from keras_biprune import (
     search,
     training,
 )
+from keras_biprune.adaptive import AdaptivePruner
 from keras_biprune.errors import (
     BiPruneError,
     HandlerError,
@@ -40,6 +41,7 @@ from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptivePruner",
     "BiLevelPruner",
     "BiPruneError",
     "ChannelGraph",

@@ -28,6 +28,7 @@ __all__ = [
     "node_constants",
     "node_input_tensors",
     "np_ops",
+    "optimizer_slots",
     "outputs_structure",
     "unsafe_deserialization",
 ]
@@ -117,3 +118,18 @@ def application_layer_classes():
         "elementwise": [convnext.StochasticDepth],
         "merge": [inception_resnet_v2.CustomScaleLayer],
     }
+
+
+def optimizer_slots(optimizer):
+    """``(variables, {name: slots})``: the trainable variables a built optimizer
+    tracks, and each of its per-variable state lists (Adam's ``_momentums`` and
+    ``_velocities``, SGD's ``momentums``…) aligned with them, by attribute name."""
+    tracked = list(getattr(optimizer, "_trainable_variables", None) or [])
+    slots = {}
+    for name, value in vars(optimizer).items():
+        if (name != "_trainable_variables" and isinstance(value, list) and tracked
+                and len(value) == len(tracked)
+                and all(isinstance(v, keras.Variable) and tuple(v.shape) == tuple(t.shape)
+                        for v, t in zip(value, tracked))):
+            slots[name] = value
+    return tracked, slots

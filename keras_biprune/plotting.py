@@ -1,4 +1,5 @@
-"""Figures of a pruning run: the Pareto front, kept widths, the search history.
+"""Figures of a pruning run: the Pareto front, kept widths, the search history,
+widths over an adaptive run.
 
 Every function returns a `matplotlib.figure.Figure` built with the
 object-oriented API: pyplot is never imported and no global matplotlib state
@@ -17,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from keras_biprune.errors import SearchError
 from keras_biprune.graph import ChannelGraph, trace
 
-__all__ = ["plot_pareto_front", "plot_search_history", "plot_widths"]
+__all__ = ["plot_pareto_front", "plot_search_history", "plot_width_history", "plot_widths"]
 
 _MEASURES = {"flops": "FLOPs", "params": "Parameters", "filters": "Filters"}
 
@@ -262,4 +263,65 @@ def plot_search_history(history, *, ax=None):
     ax.grid(alpha=0.3)
     lines = ax.get_legend_handles_labels()[0] + handles
     top.legend(lines, [line.get_label() for line in lines], loc="best", fontsize="small")
+    return figure
+
+
+def plot_width_history(records, *, end_epoch=None, ax=None):
+    """Every channel group's width over an adaptive run, with the MACs kept.
+
+    One step line per group (width against epoch); when the records carry
+    MACs, a dashed black line on a right axis shows the share of the
+    starting MACs.
+
+    Args:
+        records: ``AdaptivePruner.width_history_``: dicts with ``epoch`` and
+            ``widths`` ({group_id: width}), optionally ``macs``.
+        end_epoch: the epoch the run ended at, to draw the last widths up
+            to (``len(pruner.history_.epoch)``), or None.
+        ax: a matplotlib `Axes` to draw into, or None for a new figure.
+
+    Returns:
+        The `matplotlib.figure.Figure` (the figure of ``ax`` when given).
+
+    Raises:
+        SearchError: ``records`` is empty or malformed.
+
+    Example:
+
+    ```python
+    from keras_biprune.plotting import plot_width_history
+    pruner = kb.AdaptivePruner(model, from_scratch=True)
+    pruner.fit(x_train, y_train, epochs=6)
+    plot_width_history(pruner.width_history_).savefig("widths_over_time.png")
+    ```
+    """
+    records = list(records) if hasattr(records, "__iter__") and not isinstance(records, Mapping) \
+        else None
+    if not records or not all(isinstance(r, Mapping) and "epoch" in r and "widths" in r
+                              for r in records):
+        raise SearchError("plot_width_history expects a non-empty list of dicts with 'epoch' and "
+                          "'widths'. Received: "
+                          f"{type(records).__name__ if records is not None else 'not a list'}. "
+                          "Pass AdaptivePruner.width_history_.")
+    figure, ax = _axes(ax, (7.5, 4.5), "plot_width_history")
+    changes = len(records) - 1
+    if end_epoch is not None and end_epoch > records[-1]["epoch"]:
+        records = [*records, {**records[-1], "epoch": end_epoch}]
+    epochs = np.array([float(r["epoch"]) for r in records])
+    groups = list(dict.fromkeys(g for r in records for g in r["widths"]))
+    for group in groups:
+        widths = [r["widths"].get(group, np.nan) for r in records]
+        ax.step(epochs, widths, where="post", marker=".", label=group)
+    ax.set(xlabel="Epoch", ylabel="Channels (width)",
+           title=f"Widths over the run: {len(groups)} groups, {changes} changes")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    macs = [r.get("macs") for r in records]
+    if all(m is not None for m in macs) and macs[0]:
+        twin = ax.twinx()
+        twin.step(epochs, np.array(macs, dtype="float64") / macs[0], where="post", color="black",
+                  linestyle="--", label="MACs kept")
+        twin.set_ylabel("MACs (share of the start)")
+        twin.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="x-small", ncol=2 if len(groups) > 8 else 1)
     return figure

@@ -1,6 +1,5 @@
 """BiLevelPruner: search, prune, fine-tune and export, as one Keras-style estimator."""
 
-import inspect
 import json
 import logging
 import math
@@ -13,6 +12,7 @@ import numpy as np
 
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
+from keras_biprune._estimator import Estimator
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
@@ -26,7 +26,7 @@ METHODS = ("bilevel", "nsga2")
 _FORMAT = "keras_biprune.BiLevelPruner"
 
 
-class BiLevelPruner:
+class BiLevelPruner(Estimator):
     """Prunes a trained Keras model by evolutionary search, then fine-tunes it.
 
     ``fit`` (1) holds out part of the training data for the search (or uses
@@ -133,22 +133,6 @@ class BiLevelPruner:
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
-
-    # ------------------------------------------------------------ parameters
-    def get_params(self, deep=False):
-        """The constructor arguments, by name."""
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params):
-        """Sets constructor arguments; returns the pruner."""
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise BiPruneError(f"BiLevelPruner has no parameter {name!r}. Received: "
-                                   f"{name}={value!r}. Valid: {sorted(valid)}.")
-            setattr(self, name, value)
-        return self
 
     def _validate(self):
         if not isinstance(self.model, keras.Model):
@@ -422,11 +406,6 @@ class BiLevelPruner:
         pruner.report_ = state["report"]
         pruner.candidates_ = []
         return pruner
-
-    def _check_fitted(self, what):
-        if getattr(self, "pruned_model_", None) is None:
-            raise BiPruneError(f"{what}() needs a fitted pruner. Received: an unfitted one. "
-                               "Call fit first.")
 
     def _score(self, model, data):
         results = _evaluate(model, data)

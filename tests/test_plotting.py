@@ -14,7 +14,12 @@ from matplotlib.figure import Figure
 from zoo import ZOO
 
 import keras_biprune as kb
-from keras_biprune.plotting import plot_pareto_front, plot_search_history, plot_widths
+from keras_biprune.plotting import (
+    plot_pareto_front,
+    plot_search_history,
+    plot_width_history,
+    plot_widths,
+)
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +255,19 @@ def test_global_matplotlib_state_unchanged_in_fresh_process(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and "clean" in out.stdout, out.stderr[-3000:]
     assert len(list(tmp_path.glob("figure*.png"))) == 3
+
+
+def test_width_history_draws_a_line_per_group_up_to_the_end_of_the_run():
+    records = [{"epoch": 0, "widths": {"a": 8, "b": 16}, "macs": 100},
+               {"epoch": 1, "widths": {"a": 6, "b": 20}, "macs": 90},
+               {"epoch": 2, "widths": {"a": 6, "b": 24}, "macs": 95}]
+    figure = plot_width_history(records, end_epoch=4)
+    ax, twin = figure.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
+    assert list(ax.get_lines()[1].get_ydata()) == [16, 20, 24, 24]
+    assert list(twin.get_lines()[0].get_xdata()) == [0, 1, 2, 4]
+    assert "2 changes" in ax.get_title()
+    with pytest.raises(kb.SearchError, match="non-empty list"):
+        plot_width_history([])
+    with pytest.raises(kb.SearchError, match="'epoch'"):
+        plot_width_history([{"widths": {}}])

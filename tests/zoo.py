@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-__all__ = ["ZOO", "randomize_weights", "sample_input"]
+__all__ = ["ZOO", "randomize_weights", "sample_input", "tiny_chain", "tiny_classification"]
 
 
 def _iter_layers(layer):
@@ -365,3 +365,21 @@ ZOO = {
         per_channel_layers,
     )
 }
+
+
+def tiny_chain(name="chain"):
+    """For training tests: 8x8x1 -> Conv2D(6, "c1") -> Conv2D(8, "c2") (ReLU) -> Flatten
+    -> Dense(3, "fc"), with Keras's own initial weights."""
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(6, 3, padding="same", activation="relu", name="c1")(inputs)
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(h)
+    h = layers.Flatten()(h)
+    return keras.Model(inputs, layers.Dense(3, name="fc")(h), name=name)
+
+
+def tiny_classification(n=64, seed=0):
+    """``(x, y)``: n random 8x8x1 images and 3 classes that depend on them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8, 8, 1)).astype("float32")
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0).astype("int64") + (x[:, 4:].mean(axis=(1, 2, 3)) > 0)
+    return x, y

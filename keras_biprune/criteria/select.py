@@ -6,7 +6,7 @@ import numpy as np
 
 from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.registry import get
-from keras_biprune.errors import CriterionError, InvalidPlanError, PlanMismatchError
+from keras_biprune.errors import CriterionError, InvalidPlanError
 from keras_biprune.surgery import PruningPlan
 
 
@@ -141,13 +141,7 @@ def keep_counts(graph, keep):
         )
     counts = {}
     for group_id, value in keep.items():
-        if group_id not in graph:
-            raise PlanMismatchError(
-                f"keep names group {group_id!r}, which model {graph.model_name!r} does not "
-                f"have. Received: keep[{group_id!r}]. Known groups start with "
-                f"{[g.id for g in graph.groups[:5]]}; see kb.trace(model).groups."
-            )
-        group = graph.group(group_id)
+        group = graph.require(group_id, "keep")
         counts[group_id] = _count(group, value)
         if not group.prunable and counts[group_id] < group.size:
             raise InvalidPlanError(

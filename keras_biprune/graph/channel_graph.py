@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
-from keras_biprune.errors import UnsupportedModelError
+from keras_biprune.errors import PlanMismatchError, UnsupportedModelError
 from keras_biprune.graph.tracer import Tracer
 
 
@@ -173,6 +173,17 @@ class ChannelGraph:
     def group(self, group_id):
         """The `ChannelGroup` with this id (``KeyError`` if there is none)."""
         return self.groups[self._by_id[group_id]]
+
+    def require(self, group_id, where):
+        """The group with this id; `PlanMismatchError` naming ``where`` (the argument
+        that named it, e.g. ``"keep"``) when the model has none."""
+        if group_id not in self._by_id:
+            raise PlanMismatchError(
+                f"{where} names group {group_id!r}, which model {self.model_name!r} does not "
+                f"have. Received: {where}[{group_id!r}]. Known groups start with "
+                f"{[g.id for g in self.groups[:5]]}; see kb.trace(model).groups."
+            )
+        return self.group(group_id)
 
     def record(self, path):
         """The first call of the layer at ``path`` (``KeyError`` if there is none)."""

@@ -26,17 +26,31 @@ def reads_channels(record):
     layer = record.op
     if not record.inputs or record.inputs[0] is None or not getattr(layer, "weights", None):
         return False
+    shapes = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
+    return bool(consumed_slices(record, shapes))
+
+
+def consumed_slices(record, weights):
+    """``(array, axis)`` of every weight axis that reads the layer's input channels.
+
+    Runs the handler's ``prune_weights`` with nothing pruned and notes each
+    ``take`` made with ``consumed=True`` (a conv or dense kernel's input axis).
+
+    Args:
+        record: the layer's call record (``ChannelGraph.record(path)``).
+        weights: arrays shaped like the layer's weights, in ``layer.weights`` order.
+    """
     seen = []
 
     def note(array, axis, keep, consumed=False):
-        seen.append(consumed)
+        if consumed:
+            seen.append((array, axis))
         return array
 
     kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
     io = NodeIO(kept, (None,) * len(record.outputs), tuple(record.inputs), tuple(record.outputs))
-    shapes = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
-    lookup(layer).prune_weights(layer, shapes, io, note)
-    return any(seen)
+    lookup(record.op).prune_weights(record.op, list(weights), io, note)
+    return seen
 
 
 def register_handler(layer_class, handler):
@@ -66,6 +80,7 @@ __all__ = [
     "NodeIO",
     "PassThroughHandler",
     "PerChannelHandler",
+    "consumed_slices",
     "lookup",
     "positions",
     "reads_channels",

@@ -107,6 +107,23 @@ class LayerHandler:
         """Returns ``config`` with channel counts patched for the kept channels."""
         return config
 
+    def grow_config(self, layer, config, io):
+        """Returns ``config`` with channel counts patched for a wider layer.
+
+        For growth surgery (`keras_biprune.surgery.grow_model`) the masks of
+        ``io`` run over the *grown* channel axes: True where a channel is one
+        of the original's, False where it is new. ``prune_weights`` is called
+        with the same masks and a ``take`` that inserts the new entries. The
+        default patches the config as `prune_config` would for a layer keeping
+        every channel of the grown axes. Raise `keras_biprune.errors.HandlerError`
+        when a layer cannot be grown: its group is then not grown.
+        """
+        def every(masks):
+            return tuple(None if m is None else np.ones(len(m), bool) for m in masks)
+
+        return self.prune_config(layer, config, dataclasses.replace(
+            io, inputs=every(io.inputs), outputs=every(io.outputs)))
+
     def prune_weights(self, layer, weights, io, take):
         """Returns the layer's weights with pruned channels taken out.
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_biprune.errors import HandlerError
 from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis, normalize_axis
 
 
@@ -116,6 +117,23 @@ class PerChannelHandler(LayerHandler):
             if value is not None and np.size(value) > 1:
                 value = np.asarray(value)
                 config[key] = np.compress(keep, value, axis=self._axis(value, io)).tolist()
+        return config
+
+    def grow_config(self, layer, config, io):
+        keep = io.inputs[0]
+        if keep is None or keep.all():
+            return config
+        for key in ("mean", "variance"):
+            if np.size(config.get(key)) > 1:
+                raise HandlerError(
+                    f"{type(layer).__name__} {layer.name!r} holds per-channel {key} values in "
+                    "its config, which new channels have none of. Received: a group to grow "
+                    "through it. Adapt the layer after growing, or leave the group's width fixed."
+                )
+        if type(layer).__name__ == "GroupNormalization" and config["groups"] == int(keep.sum()):
+            config["groups"] = len(keep)  # one group per channel
+        if self.size_key is not None:
+            config[self.size_key] = len(keep)
         return config
 
     def prune_weights(self, layer, weights, io, take):

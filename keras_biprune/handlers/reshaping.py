@@ -9,6 +9,7 @@ removes whole slices of its output; otherwise its channels are frozen.
 
 import numpy as np
 
+from keras_biprune.errors import HandlerError
 from keras_biprune.handlers.base import Channels, LayerHandler
 
 
@@ -119,3 +120,12 @@ class ChannelSelectHandler(LayerHandler):
             position = np.cumsum(keep_in) - 1
             config["indices"] = [int(position[i]) for i in layer.indices if keep_in[i]]
         return config
+
+    def grow_config(self, layer, config, io):
+        if io.inputs[0] is None or io.inputs[0].all():
+            return config
+        raise HandlerError(
+            f"ChannelSelect {layer.name!r} passes on chosen channels only; new channels would "
+            "not reach its consumer. Received: a group to grow through it. Grow the model "
+            "before lower-level pruning, or leave the group's width fixed."
+        )

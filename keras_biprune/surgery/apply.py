@@ -101,14 +101,28 @@ class _Rebuilder:
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
         else:
-            config = op.get_config()
-            if self.prune:
-                record = self.records[id(op)]
-                config = lookup(op).prune_config(op, config, self._io(record))
+            config = self.configure(op, op.get_config())
             with internals.unsafe_deserialization():  # copies the user's live Lambda layers
                 new = type(op).from_config(config)
         self.new_ops[id(op)] = new
         return new
+
+    def configure(self, op, config):
+        """The new layer's config."""
+        if not self.prune:
+            return config
+        return lookup(op).prune_config(op, config, self._io(self.records[id(op)]))
+
+    def arrays(self, op, arrays, fill=None):
+        """Arrays shaped like ``op``'s weights (its weights, optimizer slots), made to fit
+        the new layer as its weights are. ``fill`` is unused here (see the grower)."""
+        io = self._io(self.records[id(op)])
+        arrays = lookup(op).prune_weights(op, list(arrays), io, self.take)
+        if io.kernel is not None:
+            mask = kernel_mask(io) if self.prune else io.kernel
+            index = [w is op.kernel for w in op.weights].index(True)
+            arrays[index] = arrays[index] * mask
+        return arrays
 
     def _io(self, record):
         return node_io(record, self.atom_keep, self.plan)
@@ -129,13 +143,8 @@ class _Rebuilder:
     def _set_weights(self, op):
         if internals.is_graph_model(op) or not getattr(op, "weights", None) or id(op) in self.weights_set:
             return
-        io = self._io(self.records[id(op)])
-        weights = lookup(op).prune_weights(op, op.get_weights(), io, self.take)
-        if io.kernel is not None:
-            mask = kernel_mask(io) if self.prune else io.kernel
-            index = [w is op.kernel for w in op.weights].index(True)
-            weights[index] = weights[index] * mask
-        self.new_ops[id(op)].set_weights(weights)
+        new = self.new_ops[id(op)]
+        new.set_weights(self.arrays(op, op.get_weights(), fill=new.get_weights()))
         self.weights_set.add(id(op))
 
 
@@ -155,6 +164,17 @@ def checked_plan(graph, plan):
 def _prepare(model, plan):
     graph = trace(model)
     return graph, checked_plan(graph, plan)
+
+
+def rebuild(model, plan, graph=None):
+    """``(slim model, rebuilder)``: `apply_plan` that also returns its `_Rebuilder`,
+    whose ``arrays`` and ``new_ops`` map other weight-shaped state (optimizer slots).
+
+    ``graph`` is ``trace(model)`` when the caller has it already.
+    """
+    graph = trace(model) if graph is None else graph
+    rebuilder = _Rebuilder(graph, checked_plan(graph, plan), prune=True)
+    return rebuilder.model(model), rebuilder
 
 
 def apply_plan(model, plan):
@@ -185,8 +205,7 @@ def apply_plan(model, plan):
     print(model.count_params(), "->", slim.count_params())
     ```
     """
-    graph, plan = _prepare(model, plan)
-    return _Rebuilder(graph, plan, prune=True).model(model)
+    return rebuild(model, plan)[0]
 
 
 def masked_model(model, plan):

@@ -72,7 +72,7 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
             target.compile_from_config(config)
         else:
             target.compile(**config)
-    x, fit_kwargs = _fit_inputs(x, y, fit_kwargs, shuffle_seed)
+    x, fit_kwargs = fit_inputs(x, y, fit_kwargs, shuffle_seed)
     best = _BestWeights(model)
     callbacks = [best, *copy.deepcopy(list(callbacks or []))]
     restore = _hold_zeros(model, kernel_masks or {})
@@ -214,7 +214,7 @@ class _MaskConstraint(keras.constraints.Constraint):
         return w * keras.ops.convert_to_tensor(self.keep, dtype=w.dtype)
 
 
-def _fit_inputs(x, y, fit_kwargs, seed):
+def fit_inputs(x, y, fit_kwargs, seed):
     """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
     if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
         if hasattr(x, "cardinality"):          # a tf.data.Dataset batches and shuffles itself

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from zoo import tiny_classification
 
 import keras_biprune as kb
 from keras_biprune.training import TrainingError, finetune, recalibrate_batch_norm
@@ -21,10 +22,7 @@ def _model(name="net", bn=True):
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 8, 8, 1)).astype("float32")
-    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0).astype("int64") + (x[:, 4:].mean(axis=(1, 2, 3)) > 0)
-    return x, y
+    return tiny_classification(96)
 
 
 @pytest.fixture()
