@@ -150,6 +150,13 @@ class BiLevelPruner(Estimator):
         if not 0 < self.search_fraction < 1:
             raise SearchError(f"search_fraction must be in (0, 1). Received: "
                               f"search_fraction={self.search_fraction!r}.")
+        owned = sorted(set(self.search_kwargs or {}) & set(_OWN_SEARCH_ARGS))
+        if owned:
+            raise SearchError(
+                f"search_kwargs repeats settings BiLevelPruner passes to the search itself. "
+                f"Received: search_kwargs keys {owned}. Pass them as BiLevelPruner arguments "
+                f"instead: " + ", ".join(f"{k} -> {_OWN_SEARCH_ARGS[k]}=" for k in owned) + "."
+            )
         compile_config(self.model, self.compile_kwargs)
 
     # ------------------------------------------------------------ the steps
@@ -439,6 +446,13 @@ class BiLevelPruner(Estimator):
             f"(x, y) or a tf.data.Dataset of known length. Received: x of type "
             f"{type(x).__name__}. Pass search_data=(x_search, y_search)."
         )
+
+
+# Search arguments the pruner sets from its own: {search argument: pruner argument}.
+_OWN_SEARCH_ARGS = {"target": "target_flops", "channel_granularity": "channel_granularity",
+                    "criterion": "criteria", "round_to": "round_to",
+                    "random_state": "random_state", "checkpoint_dir": "checkpoint_dir",
+                    "verbose": "verbose"}
 
 
 def _row(name, before, after):

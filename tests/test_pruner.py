@@ -175,6 +175,8 @@ def test_params_are_stored_and_checked_only_when_fitting(trained, digits):
         _pruner(_model()).fit(x, y)
     with pytest.raises(SearchError, match="Pass search_data"):
         _pruner(trained).fit(list(x), y)
+    with pytest.raises(SearchError, match=r"\['round_to'\].*round_to -> round_to="):
+        _pruner(trained, search_kwargs=SMALL | {"round_to": 16}).fit(x, y)
 
 
 def test_data_that_does_not_fit_the_model_is_refused(trained, digits):
