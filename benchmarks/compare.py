@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from benchmarks._options import add_size_options, resolve_sizes
+
 OURS = ("bilevel-layer", "bilevel-filter", "nsga2", "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
 GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
@@ -52,8 +54,6 @@ SEARCH_IMAGES = {"fashion_mnist": 5000, "digits": 300}
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="digits, vgg_small, budget 0.5, seed 0, tiny searches")
     parser.add_argument("--dataset", choices=("fashion_mnist", "digits"))
     parser.add_argument("--models", nargs="+", default=None,
                         help="vgg_small, resnet20, mobilenetv2 (default: all three)")
@@ -66,21 +66,14 @@ def _parse(argv):
                         help="fine-tune on the first N training images (default: all but the "
                              "search images)")
     parser.add_argument("--test-images", type=int, default=None)
-    for name, value in FULL.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=int,
-                            help=f"default {value} ({QUICK[name]} with --quick)")
-    parser.add_argument("--out", help="path without extension (default docs/benchmarks/compare; "
-                        "with --quick, in the temp directory)")
     parser.add_argument("--report", action="store_true", help="only print tables and plot")
-    args = parser.parse_args(argv)
-    quick = args.quick
+    add_size_options(parser, FULL, QUICK, "compare")
+    args = resolve_sizes(parser.parse_args(argv), FULL, QUICK, "compare")
+    quick = args.quick      # digits, vgg_small, budget 0.5, seed 0
     defaults = {"dataset": "digits" if quick else "fashion_mnist",
                 "models": ["vgg_small"] if quick else ["vgg_small", "resnet20", "mobilenetv2"],
                 "budgets": [0.5] if quick else [0.7, 0.5, 0.3], "seeds": [0],
-                "methods": list(METHODS),
-                "out": (os.path.join(tempfile.gettempdir(), "compare_quick") if quick
-                        else "docs/benchmarks/compare"),
-                **(QUICK if quick else FULL)}
+                "methods": list(METHODS)}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
