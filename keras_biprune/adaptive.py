@@ -23,7 +23,7 @@ from keras_biprune.training.carry import (
     map_optimizer_state,
     optimizer_state,
 )
-from keras_biprune.training.finetune import fit_inputs
+from keras_biprune.training.finetune import compile_fresh, fit_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class AdaptivePruner(Estimator):
         self.width_history_ = [_record(graph, 0, 0)]
         score = OnlineFilterScore(probe, update_every, self.decay, self.next_layer_weight)
         callbacks = copy.deepcopy(list(callbacks or []))
-        _compile(model, config, self.compile_kwargs)
+        compile_fresh(model, config, self.compile_kwargs)
         scores, epoch = {}, 0
         last_change = epochs - self.final_epochs
         ends = [*range(change_every, last_change + 1, change_every), epochs]
@@ -303,7 +303,7 @@ class AdaptivePruner(Estimator):
             self._ages = {g: np.r_[a, np.zeros(growth[g], int)] if g in growth else a
                           for g, a in self._ages.items()}
             graph = trace(model)
-        _compile(model, config, self.compile_kwargs)
+        compile_fresh(model, config, self.compile_kwargs)
         carried, fresh = load_optimizer_state(model, state)
         pruned = {g: self.width_history_[-1]["widths"][g] - len(k) for g, k in keep.items()}
         record = _record(graph, epoch, step, pruned, growth)
@@ -342,18 +342,6 @@ class AdaptivePruner(Estimator):
         self._check_fitted("plot_widths")
         kwargs.setdefault("end_epoch", len(self.history_.epoch))
         return plotting.plot_width_history(self.width_history_, **kwargs)
-
-
-def _compile(model, config, compile_kwargs):
-    """Compiles with fresh objects: an optimizer instance in ``compile_kwargs`` is copied."""
-    if compile_kwargs is None:
-        model.compile_from_config(config)
-        return
-    config = dict(config)
-    optimizer = config.get("optimizer")
-    if isinstance(optimizer, keras.optimizers.Optimizer):
-        config["optimizer"] = type(optimizer).from_config(optimizer.get_config())
-    model.compile(**config)
 
 
 def _record(graph, epoch, step, pruned=None, grown=None):

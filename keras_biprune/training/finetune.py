@@ -68,10 +68,7 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     config = compile_config(original, compile_kwargs)
     trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
     for target in {id(model): model, id(trained): trained}.values():
-        if compile_kwargs is None:
-            target.compile_from_config(config)
-        else:
-            target.compile(**config)
+        compile_fresh(target, config, compile_kwargs)
     x, fit_kwargs = fit_inputs(x, y, fit_kwargs, shuffle_seed)
     best = _BestWeights(model)
     callbacks = [best, *copy.deepcopy(list(callbacks or []))]
@@ -88,6 +85,23 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     finally:
         restore()
     return history
+
+
+def compile_fresh(model, config, compile_kwargs):
+    """Compiles ``model`` with fresh objects from ``config`` (from `compile_config`).
+
+    The original's config is deserialized anew; an optimizer instance in
+    ``compile_kwargs`` is copied, so every compile (each fine-tuned candidate,
+    each architecture change) starts from its own unbuilt optimizer.
+    """
+    if compile_kwargs is None:
+        model.compile_from_config(config)
+        return
+    config = dict(config)
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        config["optimizer"] = type(optimizer).from_config(optimizer.get_config())
+    model.compile(**config)
 
 
 def compile_config(original, compile_kwargs=None):
