@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 from benchmarks._options import add_size_options, resolve_sizes
+from benchmarks._timing import against, timers
 
 OURS = ("bilevel-layer", "bilevel-filter", "nsga2", "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
@@ -209,19 +210,9 @@ class Bench:
                 "accuracy_after": self.accuracy(slim),
                 "flops": ratio.macs, "sparse_flops": ratio.sparse_macs, "params": ratio.params,
                 "search_seconds": search_seconds, "finetune_seconds": finetune_seconds,
-                "latency_ms": self.latencies(slim), "widths": widths,
+                "latency_ms": against(self.timers, slim, self.args.latency_rounds,
+                                      self.args.latency_runs), "widths": widths,
                 "round_to": self.args.round_to, "plan": plan.get_config()}
-
-    def latencies(self, slim):
-        """``{engine_bB: [unpruned ms, pruned ms]}``, timed in alternating rounds."""
-        out = {}
-        for batch, unpruned in self.timers.items():
-            for engine, call in timers(slim, batch).items():
-                out[f"{engine}_b{batch}"] = _paired([unpruned[engine], call],
-                                                    self.args.latency_rounds,
-                                                    self.args.latency_runs)
-        return out
-
 
 def global_plan(graph, scores, budget, round_to):
     """One threshold over every prunable channel's raw score, lowered until the MACs fit.
@@ -242,53 +233,6 @@ def global_plan(graph, scores, budget, round_to):
         return encoding.decode(genome)
 
     return Budget(graph, budget).fit(plan_at)
-
-
-def timers(model, batch):
-    """``{"tf": call, "tflite": call}``: one forward pass of a random batch each."""
-    import keras
-
-    from keras_biprune._backend import compile_function
-    from keras_biprune.export import to_tflite
-
-    x = np.random.default_rng(0).normal(size=(batch, *model.inputs[0].shape[1:]))
-    x = x.astype("float32")
-    forward = compile_function(lambda v: model(v, training=False))
-    return {"tf": lambda: keras.ops.convert_to_numpy(forward(x)),
-            "tflite": _tflite_call(to_tflite(model), x)}
-
-
-def _tflite_call(content, x):
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")         # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_content=content, num_threads=os.cpu_count())
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(index, x)
-    return interpreter.invoke
-
-
-def _paired(calls, rounds, runs):
-    """Median ms of each call, timed in turn (a, b, a, b, …) ``rounds`` × ``runs`` times.
-
-    Alternating call by call gives both models the same share of whatever
-    else the machine is doing, so their ratio holds on a busy machine.
-    """
-    for call in calls:
-        for _ in range(3):
-            call()
-    times = [[] for _ in calls]
-    for _ in range(rounds * runs):
-        for t, call in zip(times, calls):
-            start = time.perf_counter()
-            call()
-            t.append(time.perf_counter() - start)
-    return [1000 * float(np.median(t)) for t in times]
 
 
 def _torch_rows(name, args, seed, budgets):

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.compare import _paired, timers
+from benchmarks._timing import against, timers
 
 
 def main(argv=None):
@@ -50,11 +50,7 @@ def main(argv=None):
             for budget in args.budgets:
                 plan = encoding.decode(encoding.full(), Budget(graph, budget))
                 slim = kb.apply_plan(model, plan)
-                latency = {}
-                for batch, unpruned in base.items():
-                    for engine, call in timers(slim, batch).items():
-                        latency[f"{engine}_b{batch}"] = _paired([unpruned[engine], call],
-                                                                args.rounds, args.runs)
+                latency = against(base, slim, args.rounds, args.runs)
                 row = {"model": name, "round_to": step, "budget": budget,
                        "flops": kb.cost(graph, plan).ratio_to(full).macs,
                        "widths": {g: len(k) for g, k in plan.keep.items()},

@@ -30,6 +30,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from benchmarks._timing import paired
 from benchmarks.models import CACHE_DIR, DATASETS, default_epochs, load_data
 
 IMPORTANCES = ("l1", "taylor")
@@ -229,19 +230,11 @@ def prune_to_flops(model, importance, target, example, calibration, round_to, st
 
 @torch.inference_mode()
 def paired_latency(a, b, batch_size, image_size, rounds, runs):
-    """Median ms per forward pass of two models, timed in turn (a, b, a, b, …)."""
+    """Median ms per forward pass of two models, timed in turn (see `benchmarks._timing.paired`)."""
     x = torch.randn(batch_size, 1, image_size, image_size)
-    times = ([], [])
-    for model in (a, b):
-        model.eval()
-        for _ in range(3):
-            model(x)
-    for _ in range(rounds * runs):
-        for t, model in zip(times, (a, b)):
-            start = time.perf_counter()
-            model(x)
-            t.append(time.perf_counter() - start)
-    return tuple(1000 * float(np.median(t)) for t in times)
+    a.eval()
+    b.eval()
+    return tuple(paired([lambda: a(x), lambda: b(x)], rounds, runs))
 
 
 def main(argv=None):
