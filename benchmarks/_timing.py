@@ -1,7 +1,7 @@
 """Latency of a pruned model against its unpruned one, timed call by call in turn.
 
-Imports nothing heavy at module level: `paired` also times PyTorch models
-(`benchmarks.torch_twins`), `timers` builds TensorFlow and TFLite calls.
+Imports nothing heavy at module level: `paired` times any calls, `timers`
+builds TensorFlow and TFLite ones.
 """
 
 import os

@@ -16,8 +16,10 @@ plan under it), ``blend`` (calibrated blend of L1/L2/FPGM/BN-scale, uniform
 ratio); ``bilevel-layer+kd`` fine-tunes the bilevel-layer plan with
 distillation. Baselines: ``l1``, ``l2``, ``fpgm``, ``apoz``, ``taylor``,
 ``random`` (uniform ratio), ``l1-global``, ``bn-slimming`` (one global
-threshold on L1 norms / BN scales). Torch-Pruning runs on PyTorch twins
-(`benchmarks.torch_twins`, a process of its own).
+threshold on L1 norms / BN scales); ``torch-pruning-l1`` and
+``torch-pruning-taylor``: the channels Torch-Pruning keeps on a PyTorch twin
+that carries this model's weights (`benchmarks.torch_twins`, a process of its
+own), as a plan of this model, fine-tuned and timed like every other row.
 
 Rows are appended to ``<out>.json`` as they finish; a rerun skips rows that
 are there, so a long run can be stopped and resumed. ``--report`` only
@@ -28,6 +30,7 @@ prints the tables and redraws the plots from that file.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,7 +46,8 @@ from benchmarks._timing import against, timers
 OURS = ("bilevel-layer", "bilevel-filter", "nsga2", "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
 GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
-METHODS = (*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL, "torch-pruning")
+TORCH = ("torch-pruning-l1", "torch-pruning-taylor")
+METHODS = (*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL, *TORCH)
 FULL = {"islands": 2, "population": 8, "generations": 8, "nsga2_population": 24,
         "nsga2_generations": 10, "eval_size": 1024, "finetune_epochs": 1, "latency_rounds": 5,
         "latency_runs": 20}
@@ -106,7 +110,7 @@ class Bench:
         self.base_accuracy = self.accuracy(self.model)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.timers = {batch: timers(self.model, batch) for batch in (1, 64)}
-        self._nsga2, self._plans = {}, {}
+        self._nsga2, self._plans, self._torch = {}, {}, {}
 
     def accuracy(self, model):
         from keras_biprune.datasets import as_dataset
@@ -128,6 +132,8 @@ class Bench:
         from keras_biprune.search import BiLevelSearch, Budget, UpperEncoding, calibrate_blend
 
         args, graph, model = self.args, self.graph, self.model
+        if method in TORCH:
+            return self._torch_plan(method, budget, seed)
         start = time.perf_counter()
         if method in UNIFORM or method == "blend":
             if method == "blend":
@@ -175,6 +181,15 @@ class Bench:
             self._nsga2[seed] = front, time.perf_counter() - start
         return self._nsga2[seed]
 
+    def _torch_plan(self, method, budget, seed):
+        """Torch-Pruning's plan and search time (its twin is pruned once per seed for every budget)."""
+        if (method, budget, seed) not in self._torch:
+            for r in _torch_plans(self.name, self.model, self.test[0][:64], self.args, seed):
+                plan = plan_from_kept(self.graph, r["kept"])
+                self._torch[f"torch-pruning-{r['importance']}", r["budget"], seed] = (
+                    plan, r["search_seconds"])
+        return self._torch[method, budget, seed]
+
     def row(self, method, budget, seed):
         import keras
 
@@ -205,7 +220,7 @@ class Bench:
         ratio = kb.cost(self.graph, plan).ratio_to(self.full)
         widths = {g: len(k) for g, k in plan.keep.items()}
         return {"model": self.name, "dataset": self.args.dataset, "budget": budget, "seed": seed,
-                "method": method, "framework": "keras", "unpruned_accuracy": self.base_accuracy,
+                "method": method, "unpruned_accuracy": self.base_accuracy,
                 "accuracy_before": before, "accuracy_before_bn": before_bn,
                 "accuracy_after": self.accuracy(slim),
                 "flops": ratio.macs, "sparse_flops": ratio.sparse_macs, "params": ratio.params,
@@ -235,18 +250,43 @@ def global_plan(graph, scores, budget, round_to):
     return Budget(graph, budget).fit(plan_at)
 
 
-def _torch_rows(name, args, seed, budgets):
+def plan_from_kept(graph, kept):
+    """The plan keeping, in every group, the channels ``kept`` names for its members.
+
+    ``kept`` maps a layer to the indices of the output channels it keeps (as
+    `benchmarks.torch_twins.kept_channels` returns); every member of a group
+    that it names must agree. Groups it does not name are kept whole.
+    """
+    import keras_biprune as kb
+
+    keep = {}
+    for group in graph.prunable_groups:
+        choices = {tuple(np.unique(m.index_map[kept[m.layer]]).tolist())
+                   for m in group.members if m.role == "output 0" and m.layer in kept}
+        if len(choices) > 1:
+            raise RuntimeError(f"Torch-Pruning kept different channels in the members of group "
+                               f"{group.id!r}: {sorted(choices)}")
+        if choices:
+            keep[group.id] = list(choices.pop())
+    return kb.PruningPlan(keep)
+
+
+def _torch_plans(name, model, x, args, seed):
+    """Runs `benchmarks.torch_twins` on ``model``'s weights (checked on images ``x``): its
+    plans of every budget."""
+    from keras_biprune.datasets import as_dataset
+
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "rows.json")
-        command = [sys.executable, "-m", "benchmarks.torch_twins", "--model", name, "--dataset",
-                   args.dataset, "--budgets", *map(str, budgets), "--seed", str(seed),
-                   "--finetune-epochs", str(args.finetune_epochs), "--latency-rounds",
-                   str(args.latency_rounds), "--latency-runs", str(args.latency_runs), "--round-to",
+        weights, out = os.path.join(tmp, "keras.npz"), os.path.join(tmp, "plans.json")
+        arrays = {f"{layer.name}:{i}": w for layer in model.layers
+                  for i, w in enumerate(layer.get_weights())}
+        np.savez(weights, images=x, logits=model.predict(as_dataset(x, batch_size=64), verbose=0),
+                 **arrays)
+        command = [sys.executable, "-m", "benchmarks.torch_twins", "--model", name,
+                   "--weights", weights, "--dataset", args.dataset, "--budgets",
+                   *map(str, args.budgets), "--seed", str(seed), "--round-to",
                    str(args.round_to), "--search-images", str(SEARCH_IMAGES[args.dataset]),
                    "--out", out]
-        for flag in ("finetune_images", "test_images"):
-            if getattr(args, flag) is not None:
-                command += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
         subprocess.run(command, check=True)
         with open(out) as f:
             return json.load(f)
@@ -279,22 +319,14 @@ def run(args, result, path):
     result.setdefault("commands", []).append({"command": command, "commit": commit,
                                               "settings": vars(args)})
     done = {_key(r) for r in result["rows"]}
+    torch_available = _torch_available() if set(TORCH) & set(args.methods) else False
     for name in args.models:
         bench = None
         for seed in args.seeds:
-            if "torch-pruning" in args.methods:
-                todo = [b for b in args.budgets
-                        if not any(k[:4] == (name, args.dataset, b, seed)
-                                   and k[4].startswith("torch-pruning") for k in done)]
-                if todo and _torch_available():
-                    for r in _torch_rows(name, args, seed, todo):
-                        result["rows"].append(r)
-                        done.add(_key(r))
-                    _save(result, path)
             for budget in args.budgets:
                 for method in args.methods:
                     key = (name, args.dataset, budget, seed, method)
-                    if method == "torch-pruning" or key in done:
+                    if key in done or (method in TORCH and not torch_available):
                         continue
                     bench = bench or Bench(name, args)
                     r = bench.row(method, budget, seed)
@@ -307,10 +339,7 @@ def run(args, result, path):
 
 
 def _torch_available():
-    try:
-        import torch  # noqa: F401
-        import torch_pruning  # noqa: F401
-    except ImportError:
+    if not (importlib.util.find_spec("torch") and importlib.util.find_spec("torch_pruning")):
         print("torch / torch-pruning not installed: pip install -e '.[bench]'; "
               "Torch-Pruning rows skipped", flush=True)
         return False
@@ -349,18 +378,16 @@ def report(rows):
             flops = np.mean([_flops(r) for r in group])
             lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
                                   for r in group]) for name in group[0]["latency_ms"]}
-            tf = (f"{lat['tf_b1']:.2f} / {lat['tf_b64']:.2f}" if "tf_b1" in lat
-                  else f"{lat['torch_b1']:.2f} / {lat['torch_b64']:.2f} (torch)")
-            lite = (f"{lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f}" if "tflite_b1" in lat
-                    else "–")
+            tf = f"{lat['tf_b1']:.2f} / {lat['tf_b64']:.2f}"
+            lite = f"{lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f}"
             print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops:.3f} "
                   f"| {np.mean([r['params'] for r in group]):.3f} "
                   f"| {_mean_std([r['accuracy_before_bn'] for r in group])} "
                   f"| {_mean_std([r['accuracy_after'] for r in group])} | {tf} | {lite} "
                   f"| {np.mean([r['search_seconds'] for r in group]):.0f} |")
-        unpruned = {r["framework"]: r["unpruned_accuracy"] for r in rows
-                    if (r["model"], r["dataset"]) == (model, dataset)}
-        print("\nunpruned test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in unpruned.items()))
+        unpruned = next(r["unpruned_accuracy"] for r in rows
+                        if (r["model"], r["dataset"]) == (model, dataset))
+        print(f"\nunpruned test accuracy: {unpruned:.4f}")
 
 
 def plot(rows, out):
@@ -398,7 +425,7 @@ def plot(rows, out):
 
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     for ax, batch in zip(fig.subplots(1, 2), (1, 64)):
-        for engine, marker in (("tf", "o"), ("tflite", "^"), ("torch", "s")):
+        for engine, marker in (("tf", "o"), ("tflite", "^")):
             name = f"{engine}_b{batch}"
             pts = [(r["flops"], r["latency_ms"][name][1] / r["latency_ms"][name][0])
                    for r in rows if name in r["latency_ms"] and r["method"] != "bilevel-filter"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks.compare import GLOBAL, METHODS, OURS, UNIFORM
+from benchmarks.compare import GLOBAL, METHODS, OURS, TORCH, UNIFORM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,10 +24,8 @@ def quick(tmp_path_factory):
 
 def test_every_method_has_a_row_under_the_budget(quick):
     _, rows = quick
-    torch_rows = {"torch-pruning-l1", "torch-pruning-taylor"}
-    expected = {*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL} | torch_rows
-    assert {r["method"] for r in rows} == expected
-    assert set(METHODS) - {"torch-pruning"} <= expected
+    expected = {*OURS, "bilevel-layer+kd", *UNIFORM, *GLOBAL, *TORCH}
+    assert {r["method"] for r in rows} == expected == set(METHODS)
     for r in rows:
         flops = r["sparse_flops"] if r["method"] == "bilevel-filter" else r["flops"]
         assert 0 < flops <= r["budget"] + 1e-9, r["method"]
