@@ -8,7 +8,15 @@ forward pass) and TFLite (float, XNNPACK), batch 1 and 64. The goal is a
 latency ratio of at most 1.2 × the FLOPs ratio. No training: latency does not
 depend on the weights' values.
 
+Where the goal is missed, the summary says why: per model, step and engine it
+fits ``latency ratio = fixed + (1 - fixed) × FLOPs ratio`` to the plans and
+prints ``fixed``, the share of the unpruned latency that does not shrink with
+the MACs (per-call and per-op overhead, memory traffic). No width step can
+bring a plan under ``fixed`` however few MACs it keeps. ``--report`` prints
+the summary of a saved file without timing anything.
+
     python -m benchmarks.realized_speed [--models vgg_small resnet20 mobilenetv2]
+    python -m benchmarks.realized_speed --report [--out docs/benchmarks/realized_speed.json]
 """
 
 import argparse
@@ -20,6 +28,8 @@ import numpy as np
 
 from benchmarks._timing import against, timers
 
+ENGINES = ("tf_b1", "tf_b64", "tflite_b1", "tflite_b64")
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,16 +39,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--out", default="docs/benchmarks/realized_speed.json")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the summary of --out")
     args = parser.parse_args(argv)
+    if args.report:
+        with open(args.out) as f:
+            summary(json.load(f)["rows"])
+        return
 
     import keras_biprune as kb
     from benchmarks.models import MODELS
     from keras_biprune.search import Budget, UpperEncoding
 
     rows = []
-    engines = ("tf_b1", "tf_b64", "tflite_b1", "tflite_b64")
     print(f"{'model':<12} {'step':>4} {'budget':>6} {'FLOPs':>6} "
-          + " ".join(f"{n:>10}" for n in engines))
+          + " ".join(f"{n:>10}" for n in ENGINES))
     for name in args.models:
         model = MODELS[name]()
         graph = kb.trace(model)
@@ -57,19 +72,40 @@ def main(argv=None):
                        "latency_ms": latency}
                 rows.append(row)
                 print(f"{name:<12} {step:>4} {budget:>6.2f} {row['flops']:>6.3f} "
-                      + " ".join(f"{latency[n][1] / latency[n][0]:>10.3f}" for n in engines),
+                      + " ".join(f"{latency[n][1] / latency[n][0]:>10.3f}" for n in ENGINES),
                       flush=True)
-    ratios = np.array([[b / a / r["flops"] for a, b in r["latency_ms"].values()] for r in rows])
-    for step in args.steps:
-        mine = ratios[[r["round_to"] == step for r in rows]]
-        print(f"round_to={step}: latency ratio / FLOPs ratio, median {np.median(mine):.2f}, "
-              f"worst {mine.max():.2f}; within 1.2: {np.mean(mine <= 1.2):.0%}")
+    summary(rows)
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], check=False,
                             capture_output=True, text=True).stdout.strip()
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(["python -m benchmarks.realized_speed",
                                         *(sys.argv[1:] if argv is None else argv)]),
                    "commit": commit, "rows": rows}, f, indent=1)
+
+
+def _ratio(row, engine):
+    full, pruned = row["latency_ms"][engine]
+    return pruned / full
+
+
+def fixed_share(rows, engine):
+    """Least-squares ``fixed`` of ``latency ratio = fixed + (1 - fixed) × FLOPs ratio``."""
+    flops = np.array([r["flops"] for r in rows])
+    excess = np.array([_ratio(r, engine) for r in rows]) - flops
+    return float(np.dot(excess, 1 - flops) / np.dot(1 - flops, 1 - flops))
+
+
+def summary(rows):
+    """Per step: latency ratio ÷ FLOPs ratio against the goal; per model: the fixed share."""
+    for step in sorted({r["round_to"] for r in rows}):
+        mine = [r for r in rows if r["round_to"] == step]
+        over = np.array([[_ratio(r, e) / r["flops"] for e in ENGINES] for r in mine])
+        print(f"round_to={step}: latency ratio / FLOPs ratio, median {np.median(over):.2f}, "
+              f"worst {over.max():.2f}; within 1.2: {np.mean(over <= 1.2):.0%}")
+        for name in sorted({r["model"] for r in mine}):
+            plans = [r for r in mine if r["model"] == name]
+            print(f"  {name:<12} fixed share " + " ".join(
+                f"{e} {fixed_share(plans, e):.2f}" for e in ENGINES))
 
 
 if __name__ == "__main__":
