@@ -54,12 +54,14 @@ FULL = {"islands": 2, "population": 8, "generations": 8, "nsga2_population": 24,
 QUICK = {"islands": 1, "population": 4, "generations": 2, "nsga2_population": 8,
          "nsga2_generations": 2, "eval_size": 256, "finetune_epochs": 5, "latency_rounds": 2,
          "latency_runs": 5}
-SEARCH_IMAGES = {"fashion_mnist": 5000, "digits": 300}
+SEARCH_IMAGES = {"fashion_mnist": 5000, "digits": 300, "cifar10": 5000, "cifar100": 5000}
 
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("fashion_mnist", "digits"))
+    parser.add_argument("--dataset", choices=sorted(SEARCH_IMAGES),
+                        help="fashion_mnist (default) and digits are here; cifar10 and "
+                             "cifar100 load through keras.datasets when present")
     parser.add_argument("--models", nargs="+", default=None,
                         help="vgg_small, resnet20, mobilenetv2 (default: all three)")
     parser.add_argument("--budgets", type=float, nargs="+", default=None,

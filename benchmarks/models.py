@@ -22,7 +22,13 @@ import keras
 from keras import layers
 
 import keras_biprune as kb
-from keras_biprune.datasets import as_dataset, load_digits, load_fashion_mnist
+from keras_biprune.datasets import (
+    as_dataset,
+    load_cifar10,
+    load_cifar100,
+    load_digits,
+    load_fashion_mnist,
+)
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cache")
 
@@ -151,24 +157,31 @@ def mobilenetv2(input_shape=(28, 28, 1), classes=10):
 
 MODELS = {"vgg_small": vgg_small, "resnet20": resnet20, "mobilenetv2": mobilenetv2}
 DEFAULT_EPOCHS = {"vgg_small": 3, "resnet20": 3, "mobilenetv2": 3}
-DATASETS = ("fashion_mnist", "digits")
-DIGITS_EPOCHS = 30     # 1,437 images: 12 steps an epoch; BN statistics need a few hundred
+LOADERS = {"fashion_mnist": load_fashion_mnist, "digits": load_digits,
+           "cifar10": load_cifar10, "cifar100": load_cifar100}
+DATASETS = tuple(LOADERS)
+# digits: 1,437 images, 12 steps an epoch, and BN statistics need a few hundred;
+# CIFAR: the usual short schedule of these small networks.
+EPOCHS = {"digits": 30, "cifar10": 30, "cifar100": 30}
 
 
 def default_epochs(name, dataset="fashion_mnist"):
     """Training epochs of a benchmark model on a data set."""
-    return DEFAULT_EPOCHS[name] if dataset == "fashion_mnist" else DIGITS_EPOCHS
+    return DEFAULT_EPOCHS[name] if dataset == "fashion_mnist" else EPOCHS[dataset]
 
 
 def load_data(dataset="fashion_mnist"):
-    """``((x_train, y_train), (x_test, y_test))`` of a benchmark data set, offline.
+    """``((x_train, y_train), (x_test, y_test))`` of a benchmark data set.
 
     ``"fashion_mnist"`` (60,000 / 10,000 images, 28×28×1) from the Debian
-    package, or ``"digits"`` (scikit-learn's 1,437 / 360 images, 8×8×1).
+    package and ``"digits"`` (scikit-learn's 1,437 / 360 images, 8×8×1) are
+    offline. ``"cifar10"`` and ``"cifar100"`` (50,000 / 10,000 images,
+    32×32×3) come through ``keras.datasets``: from ``~/.keras/datasets`` when
+    they are there, else downloaded.
     """
     if dataset not in DATASETS:
         raise ValueError(f"Expected a dataset in {DATASETS}. Received: dataset={dataset!r}")
-    return load_fashion_mnist() if dataset == "fashion_mnist" else load_digits()
+    return LOADERS[dataset]()
 
 
 def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0, verbose=1,
@@ -189,8 +202,8 @@ def train_or_load(name, epochs=None, cache_dir=CACHE_DIR, batch_size=128, seed=0
         batch_size: training batch size.
         seed: seed of the weights and of the shuffle (``keras.utils.set_random_seed``).
         verbose: ``fit``'s verbosity.
-        dataset: ``"fashion_mnist"`` or ``"digits"`` (see `load_data`); a
-            digits model is cached as ``<name>_digits``.
+        dataset: a key of ``LOADERS`` (see `load_data`); a model of any
+            but ``"fashion_mnist"`` is cached as ``<name>_<dataset>``.
 
     Returns:
         ``(model, info)``: the compiled model and a dict with ``name``,

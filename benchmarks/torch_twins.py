@@ -77,9 +77,9 @@ class _Twin(nn.Module):
 class VGGSmall(_Twin):
     """`benchmarks.models.vgg_small`: 3 stages of 2 conv-BN-ReLU (32/64/128), max-pools, MLP head."""
 
-    def __init__(self, image_size, classes=10):
+    def __init__(self, image_size, channels=1, classes=10):
         super().__init__(image_size)
-        body, c_in = [], 1
+        body, c_in = [], channels
         for stage, filters in enumerate((32, 64, 128), start=1):
             for i in (1, 2):
                 body += [*self.conv_bn(f"block{stage}_{i}", c_in, filters), nn.ReLU()]
@@ -116,9 +116,9 @@ class _Basic(nn.Module):
 class ResNet20(_Twin):
     """`benchmarks.models.resnet20`: stem, 3 stages × 3 basic blocks (16/32/64), 1×1 shortcuts."""
 
-    def __init__(self, image_size, classes=10):
+    def __init__(self, image_size, channels=1, classes=10):
         super().__init__(image_size)
-        blocks, c_in = [*self.conv_bn("stem", 1, 16), nn.ReLU()], 16
+        blocks, c_in = [*self.conv_bn("stem", channels, 16), nn.ReLU()], 16
         for stage, filters in enumerate((16, 32, 64), start=1):
             for block in (1, 2, 3):
                 stride = 2 if stage > 1 and block == 1 else 1
@@ -149,9 +149,9 @@ class _Inverted(nn.Module):
 class MobileNetV2(_Twin):
     """`benchmarks.models.mobilenetv2`: inverted residual blocks, 1×1 head conv (128), GAP."""
 
-    def __init__(self, image_size, classes=10):
+    def __init__(self, image_size, channels=1, classes=10):
         super().__init__(image_size)
-        blocks, c_in = [*self.conv_bn("stem", 1, 16), nn.ReLU6()], 16
+        blocks, c_in = [*self.conv_bn("stem", channels, 16), nn.ReLU6()], 16
         for stage, (t, c, n, s) in enumerate(((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2),
                                               (4, 64, 2, 1)), start=1):
             for block in range(1, n + 1):
@@ -175,9 +175,9 @@ def to_torch(images):
 
 
 @torch.no_grad()
-def from_keras(name, weights, image_size, classes=10):
+def from_keras(name, weights, image_size, channels=1, classes=10):
     """The twin of Keras model ``name`` carrying ``weights`` (``{layer: [arrays]}``), in eval mode."""
-    twin = TWINS[name](image_size, classes)
+    twin = TWINS[name](image_size, channels, classes)
     for layer, module in twin.keras.items():
         w = [torch.from_numpy(np.asarray(a, np.float32)) for a in weights[layer]]
         if isinstance(module, nn.Conv2d):
@@ -299,7 +299,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     weights, images, logits = _load(args.weights)
-    twin = from_keras(args.model, weights, images.shape[1], logits.shape[-1])
+    twin = from_keras(args.model, weights, images.shape[1], images.shape[-1], logits.shape[-1])
     with torch.no_grad():
         gap = float(np.abs(twin(to_torch(images)).numpy() - logits).max())
     if gap > 1e-3 * max(1.0, float(np.abs(logits).max())):
@@ -310,7 +310,7 @@ def main(argv=None):
     calibration = (to_torch(x[-args.search_images:][pick]),
                    torch.from_numpy(y[-args.search_images:][pick].astype(np.int64)))
     torch.manual_seed(args.seed)
-    example = torch.zeros(1, 1, images.shape[1], images.shape[2])
+    example = torch.zeros(1, images.shape[-1], images.shape[1], images.shape[2])
     full = macs(twin, example)
     results = []
     for budget in args.budgets:

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
 
 from benchmarks.compare import GLOBAL, METHODS, OURS, TORCH, UNIFORM
@@ -52,3 +54,16 @@ def test_report_redraws_from_the_json_without_running(quick):
     assert all(os.path.getsize(f"{out}{s}") > 0 for s in ("_accuracy.png", "_latency.png"))
     with open(f"{out}.json") as f:
         assert json.load(f)["rows"] == rows
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_cifar_loads_through_keras_datasets(dataset, monkeypatch):
+    from benchmarks import models
+
+    x = np.zeros((4, 32, 32, 3), "uint8")
+    offline = lambda *args: ((x, np.arange(4)[:, None]), (x[:2], np.arange(2)[:, None]))
+    monkeypatch.setattr(getattr(keras.datasets, dataset), "load_data", offline)
+    (x_train, y_train), (x_test, _) = models.load_data(dataset)
+    assert x_train.shape == (4, 32, 32, 3) and x_test.shape == (2, 32, 32, 3)
+    assert y_train.tolist() == [0, 1, 2, 3]
+    assert models.default_epochs("resnet20", dataset) == 30

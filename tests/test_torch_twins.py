@@ -15,11 +15,11 @@ from benchmarks.models import MODELS
 SIZE = 16          # even: Keras' "same" pads a stride-2 3×3 conv on one side only
 
 
-def _keras_model(name, seed):
+def _keras_model(name, seed, channels=1):
     """A benchmark model with random weights, biases and batch-norm statistics (not the
     defaults: zero biases could not be told apart)."""
     keras.utils.set_random_seed(seed)
-    model = MODELS[name]((SIZE, SIZE, 1), 10)
+    model = MODELS[name]((SIZE, SIZE, channels), 10)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -34,7 +34,7 @@ def _keras_model(name, seed):
 
 def _twin(name, model):
     weights = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
-    return torch_twins.from_keras(name, weights, SIZE)
+    return torch_twins.from_keras(name, weights, SIZE, model.inputs[0].shape[-1])
 
 
 def _logits(twin, x):
@@ -42,10 +42,11 @@ def _logits(twin, x):
         return twin(torch_twins.to_torch(x)).numpy()
 
 
+@pytest.mark.parametrize("channels", [1, 3])       # Fashion-MNIST, CIFAR
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_twin_computes_the_keras_logits(name):
-    model = _keras_model(name, 0)
-    x = np.random.default_rng(1).normal(size=(8, SIZE, SIZE, 1)).astype("float32")
+def test_twin_computes_the_keras_logits(name, channels):
+    model = _keras_model(name, 0, channels)
+    x = np.random.default_rng(1).normal(size=(8, SIZE, SIZE, channels)).astype("float32")
     np.testing.assert_allclose(_logits(_twin(name, model), x), model.predict(x, verbose=0),
                                atol=1e-4, rtol=1e-4)
 
@@ -75,3 +76,4 @@ def test_plan_from_kept_refuses_members_that_disagree():
     kept = {"stage2_block1_2_bn": [0, 1, 2], "stage2_block1_shortcut_bn": [0, 1, 3]}
     with pytest.raises(RuntimeError, match=residual.id):
         plan_from_kept(graph, kept)
+
