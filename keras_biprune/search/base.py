@@ -55,7 +55,9 @@ class Search:
             evaluation subset).
         encoding: ``"mask"`` (one bit per filter) or ``"width"`` (one gene
             per group, in steps of ``round_to``).
-        round_to: width step; kept counts are multiples of it.
+        round_to: width step; kept counts are multiples of it (and so are
+            the input channels a layer reads at the bi-level search's
+            ``"layer"`` granularity).
         min_channels: fewest channels a group keeps.
         max_prune_ratio: largest share of a group that may be pruned.
         population_size: individuals per population (island).

@@ -129,7 +129,7 @@ class BiLevelSearch(Search):
             raise SearchError(f"upper_slack must be a number >= 0. Received: "
                               f"upper_slack={self.upper_slack!r}.")
         self._lower = LowerEncoding(self.evaluator.graph, self.channel_granularity,
-                                    self.lower_encoding, self.lower_levels)
+                                    self.lower_encoding, self.lower_levels, self.round_to)
         if self.target is not None:
             self._upper_budget = Budget(self.evaluator.graph,
                                         min(1.0, self.target * (1 + self.upper_slack)),

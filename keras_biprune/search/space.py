@@ -166,6 +166,12 @@ class LowerEncoding:
         kind: ``"mask"`` or ``"width"`` (``"filter"`` granularity is always
             per-filter width genes).
         levels: steps of a width gene.
+        round_to: ``"layer"`` granularity: a layer that drops input channels
+            reads a multiple of this many (the best-ranked ones, by kernel
+            norm, fill up or are dropped to the step). Reading an odd count
+            of channels costs a gather and unvectorized kernels, which can
+            make the pruned layer slower than the whole one. Kernel masks
+            (``"filter"``) change no shape and are not rounded.
 
     Example:
 
@@ -179,11 +185,13 @@ class LowerEncoding:
     ```
     """
 
-    def __init__(self, graph, granularity="layer", kind="mask", levels=8):
+    def __init__(self, graph, granularity="layer", kind="mask", levels=8, round_to=1):
         check_choice("granularity", granularity, GRANULARITIES)
         check_choice("kind", kind, KINDS)
         check_int("levels", levels, 1)
+        check_int("round_to", round_to, 1)
         self.graph = graph
+        self.round_to = round_to
         self.granularity = granularity
         self.kind = "width" if granularity == "filter" else kind
         self.levels = levels
@@ -229,24 +237,26 @@ class LowerEncoding:
                 order = np.argsort(-kernel[read], axis=0, kind="stable")    # best first
                 counts = np.ceil(genes / self.levels * len(read))
                 kept_filters = atom_keep[r.outputs[0].labels]
-                choices.append((r.path, read, np.argsort(order, axis=0), (counts, kept_filters)))
+                choices.append((r.path, read, np.argsort(order, axis=0), counts, kept_filters))
                 continue
             ranked = read[np.argsort(-kernel[read].sum(axis=1), kind="stable")]
             if self.kind == "mask":
                 chosen = ranked[genes[ranked] > 0]
             else:
                 chosen = ranked[:math.ceil(genes[0] / self.levels * len(read))]
-            choices.append((r.path, read, chosen if len(chosen) else ranked[:1], None))
+            chosen = chosen if len(chosen) else ranked[:1]
+            rest = ranked[~np.isin(ranked, chosen)]           # fills up to the step
+            choices.append((r.path, read, np.concatenate([chosen, rest]), len(chosen), None))
 
         def plan_at(factor):
             inputs, kernels = {}, {}
-            for path, read, chosen, counts in choices:
-                if counts is None:
-                    kept = chosen[:max(1, round(factor * len(chosen)))]
+            for path, read, chosen, counts, kept_filters in choices:
+                if kept_filters is None:            # layer: ``chosen`` ranks read channels
+                    n = stepped(max(1, round(factor * counts)), self.round_to, 1, len(read))
+                    kept = chosen[:n]
                     if len(kept) < len(read):
                         inputs[path] = sorted(kept.tolist())
                     continue
-                counts, kept_filters = counts
                 mask = np.ones(self.kernel_abs[path].shape, dtype=bool)
                 mask[read] = chosen < np.maximum(1, np.round(factor * counts))[None, :]
                 mask[:, ~kept_filters] = True          # filters the upper level removed

@@ -148,6 +148,35 @@ def test_lower_repair_cuts_input_channels_until_the_plan_meets_the_target(evalua
         assert rows[kept].min() >= rows[dropped].max()
 
 
+def test_lower_layer_reads_multiples_of_round_to_best_ranked_first(evaluator):
+    graph = evaluator.graph
+    lower = LowerEncoding(graph, "layer", "mask", round_to=4)
+    genome = lower.full()
+    c2 = genome[lower.slices[0]]
+    c2[[0, 1, 2, 3, 4]] = 0                           # c2 reads 7 of 12: rounded to 8
+    plan = lower.decode(genome, kb.PruningPlan.keep_all(graph))
+    kept = plan.inputs["c2"]
+    assert len(kept) == 8 and set(range(5, 12)) <= set(kept)
+    rows = np.abs(np.asarray(evaluator.model.get_layer("c2").kernel)).sum(axis=(0, 1, 3))
+    filler = (set(kept) - set(range(5, 12))).pop()    # the best-ranked dropped channel
+    assert rows[filler] == rows[:5].max()
+    budget = Budget(graph, 0.5)
+    upper = kb.PruningPlan({"c1": range(8)}, signature=graph.signature)
+    repaired = lower.decode(lower.full(), upper, budget)
+    assert budget.ratio(repaired) <= 0.5
+    assert all(len(v) % 4 == 0 for path, v in repaired.inputs.items() if path == "c2")
+
+
+def test_bilevel_layer_plans_read_multiples_of_round_to(evaluator, monkeypatch):
+    plans = []
+    evaluate = evaluator.evaluate
+    monkeypatch.setattr(evaluator, "evaluate", lambda p: plans.extend(p) or evaluate(p))
+    _bilevel(evaluator, round_to=5).run()
+    inputs = [len(kept) for plan in plans for kept in plan.inputs.values()]
+    assert len(inputs) >= 4, "the lower level dropped too few input channels to tell"
+    assert all(n % 5 == 0 for n in inputs), inputs
+
+
 def test_lower_filter_genes_zero_kernel_entries(evaluator):
     graph = evaluator.graph
     lower = LowerEncoding(graph, "filter", levels=4)
