@@ -54,7 +54,9 @@ class BiLevelPruner(Estimator):
         channel_granularity: ``"layer"`` (inputs removed per layer) or
             ``"filter"`` (per-filter kernel zeros, kept through fine-tuning).
         round_to: every pruned group keeps a multiple of this many channels
-            (a group smaller than it stays whole). Widths in multiples of 8
+            (a group smaller than it stays whole), and every layer that reads
+            fewer input channels (``channel_granularity="layer"``) reads a
+            multiple of it. Widths in multiples of 8
             let CPU kernels (oneDNN, XNNPACK) vectorize, so a FLOPs cut
             becomes a latency cut (see ``docs/benchmarks.md``); 1 searches
             every width.
