@@ -71,7 +71,13 @@ def _kind(op):
 
 
 class SlicedProgram:
-    """Runs candidates one at a time with sliced weights, in one relaxed-shape function."""
+    """Runs candidates one at a time with sliced weights, in one relaxed-shape function.
+
+    The functions are traced once each, on first use, for input signatures
+    whose batch and channel dimensions are unknown: no candidate, whatever
+    its widths, and no batch size retraces them. The model's weights are read
+    once; a candidate's are sliced from that copy.
+    """
 
     def __init__(self, graph, program, adaptive_bn):
         self.graph = graph
@@ -79,8 +85,29 @@ class SlicedProgram:
         self.adaptive_bn = adaptive_bn
         self.weighted = [s for s in program.steps if getattr(s.op, "weights", None)]
         self._index = {id(s): i for i, s in enumerate(self.weighted)}
-        self._calibrate = tf.function(self._calibrate_fn, reduce_retracing=True)
-        self._predict = tf.function(self._predict_fn, reduce_retracing=True)
+        self._values = [s.op.get_weights() for s in self.weighted]
+        self._bn_count = sum(_kind(s.op) == "bn" for s in self.weighted)
+        self._dtypes = [keras.backend.standardize_dtype(t.dtype) for t in program.input_tensors]
+        xs = [tf.TensorSpec((None, *t.shape[1:]), d)
+              for t, d in zip(program.input_tensors, self._dtypes)]
+        weights = [[tf.TensorSpec(_relaxed(w.shape), "float32") for w in values]
+                   for values in self._values]
+        stats = [(tf.TensorSpec([None]),) * 2] * (self._bn_count if adaptive_bn else 0)
+        self._signatures = {"calibrate": (xs, weights), "predict": (xs, weights, stats)}
+        self._functions = {}
+
+    def _function(self, name):
+        """The concrete function ``name``, traced the first time it is asked for."""
+        if name not in self._functions:
+            fn = self._calibrate_fn if name == "calibrate" else self._predict_fn
+            self._functions[name] = tf.function(fn).get_concrete_function(
+                *self._signatures[name])
+        return self._functions[name]
+
+    @property
+    def tracing_count(self):
+        """How many functions have been traced (at most 2: calibration, prediction)."""
+        return len(self._functions)
 
     def weights(self, plan):
         """Each weighted step's sliced weights under ``plan`` (lower-level masks as zeros)."""
@@ -89,13 +116,13 @@ class SlicedProgram:
         # groups keep, so lower-level masks become zero kernel entries.
         upper = PruningPlan(plan.keep, kernels=plan.kernels)
         result = []
-        for step in self.weighted:
+        for step, values in zip(self.weighted, self._values):
             record = self.graph.record(step.path)
             io = node_io(record, atom_keep, upper)
-            sliced = lookup(step.op).prune_weights(step.op, step.op.get_weights(), io, _slice)
+            sliced = lookup(step.op).prune_weights(step.op, values, io, _slice)
             if _kind(step.op) in ("conv", "dense"):
                 sliced[0] = sliced[0] * self._lower_mask(record, atom_keep, plan, io)
-            result.append([np.asarray(w, "float32") for w in sliced])
+            result.append([tf.constant(w, "float32") for w in sliced])
         return result
 
     @staticmethod
@@ -109,13 +136,18 @@ class SlicedProgram:
     def prepare(self, plan, x_calibration):
         """One plan's state for `predict`: its sliced weights and batch-norm statistics."""
         weights = self.weights(plan)
-        stats = self._calibrate(x_calibration, weights) if self.adaptive_bn else []
-        return weights, stats
+        if not self.adaptive_bn:
+            return weights, []
+        return weights, self._function("calibrate")(self._inputs(x_calibration), weights)
 
     def predict(self, state, batches):
         """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
         weights, stats = state
-        return [self._predict(xs, weights, stats).numpy() for xs in batches]
+        run = self._function("predict")
+        return [run(self._inputs(xs), weights, stats).numpy() for xs in batches]
+
+    def _inputs(self, xs):
+        return [tf.constant(np.asarray(x, d)) for x, d in zip(xs, self._dtypes)]
 
     def _calibrate_fn(self, xs, weights):
         stats = []
@@ -154,6 +186,11 @@ class SlicedProgram:
 
         outputs, _ = self.program.run(list(xs), call=call)
         return outputs[0]
+
+
+def _relaxed(shape):
+    """A weight's shape with its (sliceable) channel dimensions unknown."""
+    return [None] * len(shape) if len(shape) < 3 else [*shape[:-2], None, None]
 
 
 def _batch_norm(layer, x, w, stats, collect):

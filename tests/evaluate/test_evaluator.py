@@ -76,6 +76,27 @@ def test_adaptive_bn_equals_slim_model_with_recomputed_statistics(engine):
     assert not np.isclose(plain.evaluate_one(plan), score, rtol=1e-3)
 
 
+@pytest.mark.parametrize("adaptive_bn", [False, True])
+def test_sliced_engine_traces_once_for_every_width_and_batch_size(adaptive_bn):
+    model = ZOO["residual"]()
+    x, y = _regression_data(model, n=44)
+    evaluator = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=28,
+                             calibration_size=16, adaptive_bn=adaptive_bn, engine="sliced")
+    sliced = evaluator._sliced
+    traces = []
+    run = sliced._run
+    sliced._run = lambda *args: traces.append(1) or run(*args)
+    graph = evaluator.graph
+    plans = [kb.PruningPlan.random(graph, ratio, seed=s)
+             for s, ratio in enumerate((0.2, 0.5, 0.7, 0.9))]
+    plans.append(kb.PruningPlan.keep_all(graph))
+    scores = evaluator.evaluate(plans)  # batches of 8 images, calibration of 16
+    scores = np.append(scores, evaluator.evaluate(plans[:2]))
+    assert len(traces) == (2 if adaptive_bn else 1)
+    assert np.isfinite(scores).all() and len(set(np.round(scores, 6))) > 2
+    np.testing.assert_allclose(scores[5:], scores[:2], rtol=1e-6)
+
+
 def test_auto_engine_falls_back_to_batched_for_unsupported_layers():
     data = _regression_data(ZOO["plain_chain"](), n=8)
     assert kb.Evaluator(ZOO["plain_chain"](), data, metric="mse").engine == "sliced"
