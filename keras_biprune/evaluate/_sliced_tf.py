@@ -204,5 +204,13 @@ def _batch_norm(layer, x, w, stats, collect):
         mean, variance = stats
     else:
         mean, variance = values["moving_mean"], values["moving_variance"]
-    return tf.nn.batch_normalization(x, mean, variance, values.get("beta"),
-                                     values.get("gamma"), layer.epsilon)
+    gamma, beta = values.get("gamma"), values.get("beta")
+    if len(x.shape) != 4:
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, layer.epsilon)
+    # The same normalization in one kernel (the unfused form is five passes
+    # over x), which Grappler also folds into a convolution just before it.
+    return tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=tf.ones_like(mean) if gamma is None else gamma,
+        offset=tf.zeros_like(mean) if beta is None else beta, mean=mean, variance=variance,
+        epsilon=layer.epsilon, is_training=False,
+    )[0]
