@@ -77,8 +77,9 @@ class SlicedProgram:
     batch and channel dimensions are unknown: no candidate, whatever its
     widths, and no batch size retraces them. A candidate's weights go in as
     two tensors (every array flattened into one vector, and their shapes),
-    since a call costs time per argument. The model's weights are read once;
-    a candidate's are sliced from that copy. With adaptive batch norm, a
+    since a call costs time per argument. The model's weights are read once
+    per `read_weights` call (the evaluator calls it once per ``evaluate``);
+    candidates are sliced from that copy. With adaptive batch norm, a
     candidate's calibrated statistics replace the moving statistics among its
     weights.
     """
@@ -89,7 +90,7 @@ class SlicedProgram:
         self.adaptive_bn = adaptive_bn
         self.weighted = [s for s in program.steps if getattr(s.op, "weights", None)]
         self._index = {id(s): i for i, s in enumerate(self.weighted)}
-        self._values = [s.op.get_weights() for s in self.weighted]
+        self.read_weights()
         self._moments = []  # (step, where its moving mean and variance are among its weights)
         for i, step in enumerate(self.weighted):
             if _kind(step.op) == "bn":
@@ -104,6 +105,10 @@ class SlicedProgram:
             tf.TensorSpec([None], "int32"),
         )
         self._functions = {}
+
+    def read_weights(self):
+        """Reads the model's current weights, which `weights` slices."""
+        self._values = [step.op.get_weights() for step in self.weighted]
 
     def _function(self, name):
         """The concrete function ``name``, traced the first time it is asked for."""

@@ -264,6 +264,8 @@ class Evaluator:
         plans = _as_plans(plans)
         for plan in plans:
             plan.validate(self.graph)
+        if self._sliced is not None:
+            self._sliced.read_weights()
         scores = self._race(plans)
         self.n_evaluations += len(plans)
         return scores
