@@ -241,8 +241,8 @@ def _batch_norm(layer, x, w, collect):
     gamma, beta = values.get("gamma"), values.get("beta")
     if len(x.shape) != 4:
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, layer.epsilon)
-    # The same normalization in one kernel (the unfused form is five passes
-    # over x), which Grappler also folds into a convolution just before it.
+    # The same normalization as one fused kernel instead of a multiply and an
+    # add over x; Grappler can also fold it into a convolution just before it.
     return tf.raw_ops.FusedBatchNormV3(
         x=x, scale=tf.ones_like(mean) if gamma is None else gamma,
         offset=tf.zeros_like(mean) if beta is None else beta, mean=mean, variance=variance,
