@@ -64,8 +64,8 @@ def _evaluator(model, x, y, plans, parallel, adaptive_bn, engine, racing=None):
     evaluator = kb.Evaluator(model, (x, y), eval_size=len(x), calibration_size=256,
                              batch_size=BATCH, max_parallel=parallel, adaptive_bn=adaptive_bn,
                              engine=engine, racing=racing)
-    # Compile outside the timing, as a search does once (the sliced engine's
-    # function settles on relaxed shapes after a few different candidates).
+    # Compile outside the timing, as a search does once (the sliced engine
+    # traces its functions at their first call, for every width at once).
     evaluator.evaluate(plans[-3:])
     return evaluator, lambda: evaluator.evaluate(plans)
 

@@ -71,7 +71,18 @@ def _kind(op):
 
 
 class SlicedProgram:
-    """Runs candidates one at a time with sliced weights, in one relaxed-shape function."""
+    """Runs candidates one at a time with sliced weights, in one relaxed-shape function.
+
+    The functions are traced once each, on first use, for signatures whose
+    batch and channel dimensions are unknown: no candidate, whatever its
+    widths, and no batch size retraces them. A candidate's weights go in as
+    two tensors (every array flattened into one vector, and their shapes),
+    since a call costs time per argument. The model's weights are read once
+    per `read_weights` call (the evaluator calls it once per ``evaluate``);
+    candidates are sliced from that copy. With adaptive batch norm, a
+    candidate's calibrated statistics replace the moving statistics among its
+    weights.
+    """
 
     def __init__(self, graph, program, adaptive_bn):
         self.graph = graph
@@ -79,8 +90,32 @@ class SlicedProgram:
         self.adaptive_bn = adaptive_bn
         self.weighted = [s for s in program.steps if getattr(s.op, "weights", None)]
         self._index = {id(s): i for i, s in enumerate(self.weighted)}
-        self._calibrate = tf.function(self._calibrate_fn, reduce_retracing=True)
-        self._predict = tf.function(self._predict_fn, reduce_retracing=True)
+        self.read_weights()
+        self._moments = []  # (step, where its moving mean and variance are among its weights)
+        for i, step in enumerate(self.weighted):
+            if _kind(step.op) == "bn":
+                names = [v.name for v in step.op.weights]
+                self._moments.append(
+                    (i, names.index("moving_mean"), names.index("moving_variance")))
+        self._dtypes = [keras.backend.standardize_dtype(t.dtype) for t in program.input_tensors]
+        self._signature = (
+            [tf.TensorSpec((None, *t.shape[1:]), d)
+             for t, d in zip(program.input_tensors, self._dtypes)],
+            tf.TensorSpec([None], "float32"),
+            tf.TensorSpec([None], "int32"),
+        )
+        self._functions = {}
+
+    def read_weights(self):
+        """Reads the model's current weights, which `weights` slices."""
+        self._values = [step.op.get_weights() for step in self.weighted]
+
+    def _function(self, name):
+        """The concrete function ``name``, traced the first time it is asked for."""
+        if name not in self._functions:
+            fn = self._calibrate_fn if name == "calibrate" else self._predict_fn
+            self._functions[name] = tf.function(fn).get_concrete_function(*self._signature)
+        return self._functions[name]
 
     def weights(self, plan):
         """Each weighted step's sliced weights under ``plan`` (lower-level masks as zeros)."""
@@ -89,13 +124,13 @@ class SlicedProgram:
         # groups keep, so lower-level masks become zero kernel entries.
         upper = PruningPlan(plan.keep, kernels=plan.kernels)
         result = []
-        for step in self.weighted:
+        for step, values in zip(self.weighted, self._values):
             record = self.graph.record(step.path)
             io = node_io(record, atom_keep, upper)
-            sliced = lookup(step.op).prune_weights(step.op, step.op.get_weights(), io, _slice)
+            sliced = lookup(step.op).prune_weights(step.op, values, io, _slice)
             if _kind(step.op) in ("conv", "dense"):
                 sliced[0] = sliced[0] * self._lower_mask(record, atom_keep, plan, io)
-            result.append([np.asarray(w, "float32") for w in sliced])
+            result.append(sliced)
         return result
 
     @staticmethod
@@ -107,27 +142,52 @@ class SlicedProgram:
         return mask if io.kernel is None else mask * kernel_mask(io)
 
     def prepare(self, plan, x_calibration):
-        """One plan's state for `predict`: its sliced weights and batch-norm statistics."""
+        """One plan's state for `predict`: its packed weights, batch norms calibrated."""
         weights = self.weights(plan)
-        stats = self._calibrate(x_calibration, weights) if self.adaptive_bn else []
-        return weights, stats
+        if self.adaptive_bn and self._moments:
+            moments = self._function("calibrate")(self._inputs(x_calibration),
+                                                  *_pack(weights)).numpy()
+            start = 0
+            for i, mean, variance in self._moments:
+                size = len(weights[i][mean])
+                weights[i][mean] = moments[start:start + size]
+                weights[i][variance] = moments[start + size:start + 2 * size]
+                start += 2 * size
+        return _pack(weights)
 
     def predict(self, state, batches):
         """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
-        weights, stats = state
-        return [self._predict(xs, weights, stats).numpy() for xs in batches]
+        run = self._function("predict")
+        return [run(self._inputs(xs), *state).numpy() for xs in batches]
 
-    def _calibrate_fn(self, xs, weights):
-        stats = []
-        self._run(xs, weights, None, stats)
-        return stats
+    def _inputs(self, xs):
+        return [tf.constant(np.asarray(x, d)) for x, d in zip(xs, self._dtypes)]
 
-    def _predict_fn(self, xs, weights, stats):
-        return self._run(xs, weights, stats or None, None)
+    def _unpack(self, flat, shapes):
+        """The weights that `_pack` packed, each with its static rank (and kernel size)."""
+        arrays = [w for values in self._values for w in values]
+        pieces = tf.split(flat, shapes[:len(arrays)], num=len(arrays))
+        dims = tf.split(shapes[len(arrays):], [w.ndim for w in arrays], num=len(arrays))
+        unpacked = []
+        for piece, shape, array in zip(pieces, dims, arrays):
+            weight = tf.reshape(piece, shape)
+            weight.set_shape(_relaxed(array.shape))
+            unpacked.append(weight)
+        result = []
+        for values in self._values:
+            result.append(unpacked[:len(values)])
+            unpacked = unpacked[len(values):]
+        return result
 
-    def _run(self, xs, weights, stats, collect):
-        bn_count = []
+    def _calibrate_fn(self, xs, flat, shapes):
+        moments = []
+        self._run(xs, self._unpack(flat, shapes), moments)
+        return tf.concat([t for pair in moments for t in pair], 0)
 
+    def _predict_fn(self, xs, flat, shapes):
+        return self._run(xs, self._unpack(flat, shapes), None)
+
+    def _run(self, xs, weights, collect):
         def call(step, args, kwargs):
             index = self._index.get(id(step))
             if index is None:
@@ -135,9 +195,7 @@ class SlicedProgram:
             op, w, x = step.op, weights[index], args[0]
             kind = _kind(op)
             if kind == "bn":
-                k = len(bn_count)
-                bn_count.append(k)
-                return _batch_norm(op, x, w, None if stats is None else stats[k], collect)
+                return _batch_norm(op, x, w, collect)
             if kind == "conv":
                 y = tf.nn.convolution(x, w[0], strides=list(op.strides),
                                       padding=op.padding.upper(),
@@ -156,16 +214,37 @@ class SlicedProgram:
         return outputs[0]
 
 
-def _batch_norm(layer, x, w, stats, collect):
-    names = [v.name for v in layer.weights]
-    values = dict(zip(names, w))
-    if stats is None and collect is not None:
-        axes = list(range(len(x.shape) - 1))
-        mean, variance = tf.nn.moments(x, axes)
+def _pack(weights):
+    """Every array of ``weights`` flattened into one float32 vector, and their shapes.
+
+    The shapes vector holds each array's size, then every array's dimensions.
+    """
+    arrays = [np.asarray(w, "float32") for values in weights for w in values]
+    flat = np.concatenate([a.ravel() for a in arrays])
+    shapes = [a.size for a in arrays] + [d for a in arrays for d in a.shape]
+    return tf.constant(flat), tf.constant(shapes, "int32")
+
+
+def _relaxed(shape):
+    """A weight's shape with its (sliceable) channel dimensions unknown."""
+    return [None] * len(shape) if len(shape) < 3 else [*shape[:-2], None, None]
+
+
+def _batch_norm(layer, x, w, collect):
+    """Batch norm with the moments of ``x`` (appended to ``collect``) or the moving ones."""
+    values = dict(zip([v.name for v in layer.weights], w))
+    if collect is not None:
+        mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
         collect.append((mean, variance))
-    elif stats is not None:
-        mean, variance = stats
     else:
         mean, variance = values["moving_mean"], values["moving_variance"]
-    return tf.nn.batch_normalization(x, mean, variance, values.get("beta"),
-                                     values.get("gamma"), layer.epsilon)
+    gamma, beta = values.get("gamma"), values.get("beta")
+    if len(x.shape) != 4:
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, layer.epsilon)
+    # The same normalization as one fused kernel instead of a multiply and an
+    # add over x; Grappler can also fold it into a convolution just before it.
+    return tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=tf.ones_like(mean) if gamma is None else gamma,
+        offset=tf.zeros_like(mean) if beta is None else beta, mean=mean, variance=variance,
+        epsilon=layer.epsilon, is_training=False,
+    )[0]

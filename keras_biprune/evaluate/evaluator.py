@@ -8,6 +8,8 @@ import numpy as np
 from keras_biprune import _backend
 from keras_biprune._data import batches
 from keras_biprune.errors import EvaluationError, InvalidPlanError
+from keras_biprune.evaluate._masked import batch_norm, mask_channels, per_candidate_kernels, tile
+from keras_biprune.evaluate.metric import guess_greater_is_better, resolve_metric
 from keras_biprune.evaluate.racing import Racing, settle
 from keras_biprune.graph import trace
 from keras_biprune.graph.program import GraphProgram
@@ -15,10 +17,6 @@ from keras_biprune.handlers import reads_channels
 from keras_biprune.surgery.plan import PruningPlan
 
 logger = logging.getLogger(__name__)
-
-_LOWER_IS_BETTER = ("loss", "error", "crossentropy", "hinge", "squared", "absolute", "mse",
-                    "mae", "mape", "msle", "log_cosh", "logcosh", "kl_divergence", "poisson")
-
 
 class Evaluator:
     """Scores pruning plans of one model on a fixed evaluation subset.
@@ -159,10 +157,10 @@ class Evaluator:
         self.n_images_scored = 0
         self.last_race = None
         self._draw(data, eval_size, calibration_size, random_state)
-        self._metric, name = _resolve_metric(metric, self.y_eval, model.outputs[0].shape)
+        self._metric, name = resolve_metric(metric, self.y_eval, model.outputs[0].shape)
         self.greater_is_better = (
-            not any(s in name.lower() for s in _LOWER_IS_BETTER)
-            if greater_is_better is None else bool(greater_is_better)
+            guess_greater_is_better(name) if greater_is_better is None
+            else bool(greater_is_better)
         )
         self._program = GraphProgram(model)
         self._prepare_steps()
@@ -266,6 +264,8 @@ class Evaluator:
         plans = _as_plans(plans)
         for plan in plans:
             plan.validate(self.graph)
+        if self._sliced is not None:
+            self._sliced.read_weights()
         scores = self._race(plans)
         self.n_evaluations += len(plans)
         return scores
@@ -419,74 +419,22 @@ class Evaluator:
         def call(step, args, kwargs):
             bn = self._bn_steps.get(id(step))
             if bn is not None:
-                x, mean_var = _batch_norm(step.op, args[0], population,
+                x, mean_var = batch_norm(step.op, args[0], population,
                                           None if calibrate else stats[bn])
                 collected.append(mean_var)
                 return x
             mask = masks.get(step.path)
             if mask is not None:
-                args = (_mask_channels(args[0], mask, self._consumers[step.path].axis,
+                args = (mask_channels(args[0], mask, self._consumers[step.path].axis,
                                        population), *args[1:])
             if step.path in kernel_masks:
-                return _per_candidate_kernels(step, args, kwargs, kernel_masks[step.path],
+                return per_candidate_kernels(step, args, kwargs, kernel_masks[step.path],
                                               population)
             return step.op(*args, **kwargs)
 
-        tiled = [_tile(x, population) for x in xs]
+        tiled = [tile(x, population) for x in xs]
         outputs, _ = self._program.run(tiled, call=call)
         return outputs[0], collected
-
-
-def _tile(x, population):
-    x = keras.ops.convert_to_tensor(x)
-    shape = tuple(x.shape)
-    return keras.ops.reshape(keras.ops.broadcast_to(x[None], (population,) + shape),
-                             (population * shape[0],) + shape[1:])
-
-
-def _by_candidate(x, population):
-    return keras.ops.reshape(x, (population, -1) + tuple(x.shape[1:]))
-
-
-def _mask_channels(x, mask, axis, population):
-    """Zeroes each candidate's pruned channels of ``x`` (candidates stacked on the batch)."""
-    grouped = _by_candidate(x, population)
-    view = [population] + [1] * (len(grouped.shape) - 1)
-    view[axis] = mask.shape[-1]
-    masked = grouped * keras.ops.cast(keras.ops.reshape(mask, view), x.dtype)
-    return keras.ops.reshape(masked, tuple(x.shape))
-
-
-def _per_candidate_kernels(step, args, kwargs, kernel_mask, population):
-    """Runs the layer once per candidate with its kernel masked (same shapes, no retrace)."""
-    layer = step.op
-    grouped = _by_candidate(args[0], population)
-    outputs = []
-    for p in range(population):
-        kernel = layer.kernel * keras.ops.cast(kernel_mask[p], layer.kernel.dtype)
-        with keras.StatelessScope(state_mapping=[(layer.kernel, kernel)]):
-            outputs.append(layer(grouped[p], *args[1:], **kwargs))
-    return keras.ops.concatenate(outputs, axis=0)
-
-
-def _batch_norm(layer, x, population, stats):
-    """Batch norm with each candidate's own statistics (computed here when ``stats`` is None)."""
-    grouped = _by_candidate(x, population)
-    rank = len(grouped.shape)
-    axis = layer.axis % len(x.shape) + 1
-    if stats is None:
-        reduce = [a for a in range(1, rank) if a != axis]
-        mean, variance = keras.ops.moments(grouped, reduce, keepdims=True)
-    else:
-        mean, variance = stats
-    view = [1] * rank
-    view[axis] = grouped.shape[axis]
-    y = (grouped - mean) * keras.ops.rsqrt(variance + layer.epsilon)
-    if layer.scale:
-        y = y * keras.ops.reshape(keras.ops.cast(layer.gamma, x.dtype), view)
-    if layer.center:
-        y = y + keras.ops.reshape(keras.ops.cast(layer.beta, x.dtype), view)
-    return keras.ops.reshape(y, tuple(x.shape)), (mean, variance)
 
 
 def _pad(array, size):
@@ -514,41 +462,3 @@ def _as_plans(plans):
                 f"{type(plan).__name__}. Build plans with kb.PruningPlan(...)."
             )
     return plans
-
-
-def _resolve_metric(metric, y, output_shape):
-    """A function ``(y_true, y_pred) -> float`` and the metric's name."""
-    if isinstance(metric, str) and metric.lower() in ("accuracy", "acc"):
-        if output_shape[-1] == 1:
-            metric = keras.metrics.BinaryAccuracy()
-        elif y.ndim == len(output_shape) and y.shape[-1] == output_shape[-1]:
-            metric = keras.metrics.CategoricalAccuracy()
-        else:
-            metric = keras.metrics.SparseCategoricalAccuracy()
-    elif isinstance(metric, str):
-        try:
-            metric = keras.metrics.get(metric)
-        except ValueError:
-            raise EvaluationError(
-                f"Unknown metric. Received: metric={metric!r}. Use a Keras metric name such "
-                "as 'accuracy' or 'mse', a keras.metrics.Metric, or a callable "
-                "(y_true, y_pred) -> value."
-            ) from None
-    if isinstance(metric, keras.metrics.Metric):
-        config, cls = metric.get_config(), type(metric)
-
-        def score(y_true, y_pred):
-            fresh = cls.from_config(config)
-            fresh.update_state(y_true, y_pred)
-            return float(keras.ops.convert_to_numpy(fresh.result()))
-
-        return score, metric.name
-    if callable(metric):
-        def score(y_true, y_pred):
-            return float(np.mean(keras.ops.convert_to_numpy(metric(y_true, y_pred))))
-
-        return score, getattr(metric, "__name__", type(metric).__name__)
-    raise EvaluationError(
-        f"metric must be a Keras metric name, a keras.metrics.Metric or a callable "
-        f"(y_true, y_pred) -> value. Received: metric={metric!r}."
-    )

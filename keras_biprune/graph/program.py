@@ -36,6 +36,7 @@ class GraphProgram:
             operation, with the paths and roles of `GroupMember`
             (``("block/conv", "input 0")``).
         producer: ``{tensor number: the step that computes it}``.
+        input_tensors: the model's input ``KerasTensor``s, in `run` order.
     """
 
     def __init__(self, model):
@@ -43,8 +44,8 @@ class GraphProgram:
         self.slots = {}
         self.producer = {}
         self._count = 0
-        inputs, _, _ = internals.graph_of(model)
-        self.inputs = self._new(len(inputs))
+        self.input_tensors, _, _ = internals.graph_of(model)
+        self.inputs = self._new(len(self.input_tensors))
         self.outputs = self._flatten(model, "", self.inputs)
 
     def _new(self, n):

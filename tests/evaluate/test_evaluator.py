@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from zoo import ZOO, sample_input
+from zoo import ZOO, randomize_weights, sample_input
 
 import keras_biprune as kb
 
@@ -74,6 +74,42 @@ def test_adaptive_bn_equals_slim_model_with_recomputed_statistics(engine):
     plain = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=24,
                          calibration_size=16, adaptive_bn=False)
     assert not np.isclose(plain.evaluate_one(plan), score, rtol=1e-3)
+
+
+@pytest.mark.parametrize("adaptive_bn", [False, True])
+def test_sliced_engine_traces_once_for_every_width_and_batch_size(adaptive_bn):
+    model = ZOO["residual"]()
+    x, y = _regression_data(model, n=44)
+    evaluator = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=28,
+                             calibration_size=16, adaptive_bn=adaptive_bn, engine="sliced")
+    sliced = evaluator._sliced
+    traces = []
+    run = sliced._run
+    sliced._run = lambda *args: traces.append(1) or run(*args)
+    graph = evaluator.graph
+    plans = [kb.PruningPlan.random(graph, ratio, seed=s)
+             for s, ratio in enumerate((0.2, 0.5, 0.7, 0.9))]
+    plans.append(kb.PruningPlan.keep_all(graph))
+    scores = evaluator.evaluate(plans)  # batches of 8 images, calibration of 16
+    scores = np.append(scores, evaluator.evaluate(plans[:2]))
+    assert len(traces) == (2 if adaptive_bn else 1)
+    assert np.isfinite(scores).all() and len(set(np.round(scores, 6))) > 2
+    np.testing.assert_allclose(scores[5:], scores[:2], rtol=1e-6)
+
+
+def test_both_engines_score_the_model_weights_of_the_time_of_the_call():
+    model = ZOO["plain_chain"]()
+    data = _regression_data(model, n=40)
+    evaluators = [kb.Evaluator(model, data, metric="mse", batch_size=8, eval_size=24,
+                               calibration_size=16, engine=engine)
+                  for engine in ("batched", "sliced")]
+    plan = kb.PruningPlan.random(evaluators[0].graph, 0.5, seed=0)
+    before = [e.evaluate_one(plan) for e in evaluators]
+    randomize_weights(model, seed=1)
+    after = [e.evaluate_one(plan) for e in evaluators]
+    np.testing.assert_allclose(before[1], before[0], rtol=2e-4)
+    np.testing.assert_allclose(after[1], after[0], rtol=2e-4)
+    assert not np.isclose(after[0], before[0], rtol=1e-3)
 
 
 def test_auto_engine_falls_back_to_batched_for_unsupported_layers():
