@@ -243,6 +243,15 @@ class BiLevelPruner(Estimator):
                 self.evaluator_, **({"max_accuracy_drop": 1.0} | settings
                                     | (self.search_kwargs or {})))
         result = search.run()
+        if self.method == "bilevel" and result.best.cost > self.target_flops + 1e-9:
+            hint = (f" With round_to={self.round_to}, a group of at most {self.round_to} "
+                    "channels stays whole and layers read input channels in multiples of "
+                    f"{self.round_to}: try round_to=1." if self.round_to > 1 else "")
+            raise SearchError(
+                f"No plan keeps at most target_flops={self.target_flops} of the FLOPs: the "
+                f"smallest the search reached keeps {result.best.cost:.3f}.{hint} Or raise "
+                "target_flops."
+            )
         self.search_result_ = result
         self.plan_ = result.best.plan
         self.pareto_front_ = result.front
@@ -360,8 +369,9 @@ class BiLevelPruner(Estimator):
         from keras_biprune.export import export_model
 
         self._check_fitted("export")
-        figures = {"pareto": self.plot_pareto_front(), "widths": self.plot_widths(),
-                   "history": self.plot_search_history()}
+        figures = {"widths": self.plot_widths(), "history": self.plot_search_history()}
+        if len(self.pareto_front_):             # empty when no plan met max_accuracy_drop
+            figures["pareto"] = self.plot_pareto_front()
         return export_model(directory, self.pruned_model_, plan=self.plan_, report=self.report_,
                             figures=figures, representative_data=representative_data,
                             overwrite=overwrite)

@@ -27,8 +27,8 @@ def saved(tmp_path_factory):
     y = (x[:, :4].mean(axis=(1, 2, 3)) > 0).astype("int64")
     np.savez(root / "data.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
     inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inputs)
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2")(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inputs)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c2")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
     model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(h))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),

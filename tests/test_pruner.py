@@ -177,6 +177,8 @@ def test_params_are_stored_and_checked_only_when_fitting(trained, digits):
         _pruner(trained).fit(list(x), y)
     with pytest.raises(SearchError, match=r"\['round_to'\].*round_to -> round_to="):
         _pruner(trained, search_kwargs=SMALL | {"round_to": 16}).fit(x, y)
+    with pytest.raises(SearchError, match=r"keeps 1.000.*round_to=16.*try round_to=1"):
+        _pruner(trained, round_to=16).fit(x, y)      # no group has more than 16 channels
 
 
 def test_data_that_does_not_fit_the_model_is_refused(trained, digits):
