@@ -377,12 +377,14 @@ def report(rows):
         print("|---|---|---|---|---|---|---|---|---|---|")
         for key in sorted(k for k in table if k[:2] == (model, dataset)):
             group = table[key]
-            flops = np.mean([_flops(r) for r in group])
+            flops = f"{np.mean([_flops(r) for r in group]):.3f}"
+            if key[3] == "bilevel-filter":      # sparse MACs meet the budget; dense run
+                flops += f" ({np.mean([r['flops'] for r in group]):.3f} dense)"
             lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
                                   for r in group]) for name in group[0]["latency_ms"]}
             tf = f"{lat['tf_b1']:.2f} / {lat['tf_b64']:.2f}"
             lite = f"{lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f}"
-            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops:.3f} "
+            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops} "
                   f"| {np.mean([r['params'] for r in group]):.3f} "
                   f"| {_mean_std([r['accuracy_before_bn'] for r in group])} "
                   f"| {_mean_std([r['accuracy_after'] for r in group])} | {tf} | {lite} "
