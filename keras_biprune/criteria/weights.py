@@ -35,6 +35,27 @@ def kernel_columns(layer):
     return kernel.reshape(-1, kernel.shape[-1])
 
 
+def input_magnitudes(layer):
+    """``|weights|`` linking each input channel entry to each filter: ``(inputs, filters)``.
+
+    For a conv (transposed too) or dense kernel, the absolute kernel summed
+    over its spatial axes. For ``SeparableConv*``, input channel ``c`` reaches
+    filter ``f`` through its depthwise slices ``k``: the sum over ``k`` of
+    ``sum|depthwise[..., c, k]| * |pointwise[c * multiplier + k, f]|``.
+    """
+    handler = lookup(layer)
+    if isinstance(handler, SeparableConvHandler):
+        depthwise = np.abs(keras.ops.convert_to_numpy(layer.depthwise_kernel))
+        pointwise = np.abs(keras.ops.convert_to_numpy(layer.pointwise_kernel))
+        n_in, multiplier = depthwise.shape[-2:]
+        spread = depthwise.reshape(-1, n_in, multiplier).sum(axis=0)
+        pointwise = pointwise.reshape(n_in, multiplier, -1)
+        return np.einsum("ck,ckf->cf", spread, pointwise)
+    kernel = np.abs(keras.ops.convert_to_numpy(layer.kernel))
+    kernel = kernel.reshape(-1, *kernel.shape[-2:]).sum(axis=0)
+    return kernel.T if handler.kernel_out_axis == -2 else kernel
+
+
 def _rows(index_map, columns):
     """The positions a member carries and one row of weights per position.
 

@@ -264,6 +264,7 @@ class Evaluator:
         plans = _as_plans(plans)
         for plan in plans:
             plan.validate(self.graph)
+        plans = [plan.without_unread(self.graph) for plan in plans]
         if self._sliced is not None:
             self._sliced.read_weights()
         scores = self._race(plans)

@@ -1,6 +1,7 @@
 """Channel groups: the sets of channels that must be pruned together."""
 
 import dataclasses
+import functools
 import hashlib
 import json
 
@@ -10,6 +11,7 @@ import numpy as np
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import PlanMismatchError, UnsupportedModelError
 from keras_biprune.graph.tracer import Tracer
+from keras_biprune.handlers import reads_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +190,31 @@ class ChannelGraph:
     def record(self, path):
         """The first call of the layer at ``path`` (``KeyError`` if there is none)."""
         return self._record_by_path[path]
+
+    @functools.cached_property
+    def reads(self):
+        """Where layers read traced channels: ``(record, labels, mixes, passes_on)`` tuples.
+
+        One per traced input of each call record. ``labels`` are the input's
+        atoms; ``mixes`` is True for the first input of a channel-mixing layer
+        (a conv or dense kernel consumes the channels); ``passes_on`` is a
+        bool per channel, True where the layer hands the channel on as the
+        same group position (batch norm, activations, depthwise convs, adds,
+        pooling, ``Flatten``), so that its readers are the ones that count.
+        """
+        def keys(labels):
+            return self.atom_group[labels] * (len(self.atom_group) + 1) + self.atom_position[labels]
+
+        table = []
+        for record in self.records:
+            out = [keys(c.labels) for c in record.outputs if c is not None]
+            out = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+            for i, channels in enumerate(record.inputs):
+                if channels is None:
+                    continue
+                mixes = i == 0 and reads_channels(record)
+                table.append((record, channels.labels, mixes, np.isin(keys(channels.labels), out)))
+        return table
 
     def __contains__(self, group_id):
         return group_id in self._by_id

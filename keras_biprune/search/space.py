@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from keras_biprune.criteria.weights import input_magnitudes
 from keras_biprune.errors import SearchError
 from keras_biprune.evaluate import cost
 from keras_biprune.surgery import PruningPlan
@@ -200,8 +201,7 @@ class LowerEncoding:
         self.kernel_abs = {}
         self.gene_space, self.slices = [], []
         for r in self.records:
-            kernel = np.abs(np.asarray(r.op.kernel))
-            kernel = kernel.reshape(-1, *kernel.shape[-2:]).sum(axis=0)   # (in, filters)
+            kernel = input_magnitudes(r.op)                                  # (in, filters)
             self.kernel_abs[r.path] = kernel
             n_in, n_out = kernel.shape
             if self.kind == "mask":
@@ -262,8 +262,9 @@ class LowerEncoding:
                 mask[:, ~kept_filters] = True          # filters the upper level removed
                 if not mask.all():
                     kernels[path] = mask
-            return PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
+            plan = PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
                                signature=upper_plan.signature)
+            return plan.without_unread(self.graph)
 
         return plan_at(1.0) if budget is None else budget.fit(plan_at)
 

@@ -149,7 +149,8 @@ class _Rebuilder:
 
 
 def checked_plan(graph, plan):
-    """``plan`` validated against ``graph``; ``None`` becomes a keep-all plan."""
+    """``plan`` validated against ``graph``, with its unread channels pruned
+    (`PruningPlan.without_unread`); ``None`` becomes a keep-all plan."""
     if plan is None:
         plan = PruningPlan.keep_all(graph)
     if not isinstance(plan, PruningPlan):
@@ -158,7 +159,7 @@ def checked_plan(graph, plan):
             "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
         )
     plan.validate(graph)
-    return plan
+    return plan.without_unread(graph)
 
 
 def _prepare(model, plan):

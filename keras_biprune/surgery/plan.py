@@ -175,6 +175,67 @@ class PruningPlan:
                     f"channels, filters) = {expected}. Received: shape {mask.shape}."
                 )
 
+    def without_unread(self, graph):
+        """This plan with the channels that no layer reads any more pruned upstream.
+
+        A lower-level mask can leave a channel that its group keeps unread: a
+        projection conv drops an input channel of a MobileNetV2 block, and no
+        other layer reads it. The channel is then computed for nothing (its
+        expansion filter, batch norm, depthwise filter) and read through a
+        gather. This plan prunes it from its group instead, which changes no
+        output of the pruned model and makes it faster. A channel counts as
+        read when a channel-mixing layer (conv, dense) reads it, through its
+        ``inputs`` mask and, under ``kernels`` masks, by at least one kept
+        filter; when any other layer reads it without passing it on as the
+        same channel; or when it belongs to a frozen group. A group all of
+        whose channels are unread stays as it is. Lower-level masks that then
+        read everything their groups keep are dropped. `apply_plan`, `cost`
+        and the evaluator apply this themselves.
+
+        Args:
+            graph: the `ChannelGraph` of the model the plan is for.
+
+        Returns:
+            A new `PruningPlan` (this one when nothing is unread).
+
+        Example:
+
+        ```python
+        graph = kb.trace(model)
+        record = graph.record("block1_project")              # a 1×1 conv reading 96 channels
+        plan = kb.PruningPlan(inputs={"block1_project": list(range(48))})
+        print(plan.without_unread(graph).keep)               # the expansion keeps 48 of 96
+        ```
+        """
+        keep = {g.id: tuple(range(g.size)) for g in graph.prunable_groups}
+        keep.update(self.keep)
+        pruned = False
+        while True:
+            atom_keep = graph.atom_keep(keep)
+            read = _read_atoms(graph, self, atom_keep)
+            changed = False
+            for index, group in enumerate(graph.groups):
+                if not group.prunable:
+                    continue
+                live = np.intersect1d(keep[group.id],
+                                      graph.atom_position[read & (graph.atom_group == index)])
+                if 0 < len(live) < len(keep[group.id]):
+                    keep[group.id] = tuple(live.tolist())
+                    changed = pruned = True
+            if not changed:
+                break
+        if not pruned:
+            return self
+        inputs = {}
+        for path, kept in self.inputs.items():
+            carried = np.flatnonzero(atom_keep[graph.record(path).inputs[0].labels])
+            if not np.isin(carried, kept).all():
+                inputs[path] = kept
+        return PruningPlan(
+            {g: kept for g, kept in keep.items() if len(kept) < graph.group(g).size},
+            inputs=inputs, kernels=self.kernels, signature=self.signature,
+        )
+
     def get_config(self):
         return {
             "keep": {k: list(v) for k, v in self.keep.items()},
@@ -258,6 +319,23 @@ def _unpack(path, value):
             f"as written by PruningPlan.get_config(). Received: {str(value)[:80]!r}."
         ) from None
     return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
+
+
+def _read_atoms(graph, plan, atom_keep):
+    """A bool array over atoms: True where some layer reads the channel (see `without_unread`)."""
+    read = np.zeros(len(atom_keep), dtype=bool)
+    for record, labels, mixes, passes_on in graph.reads:
+        if not mixes:
+            read[labels[~passes_on]] = True
+            continue
+        live = np.ones(len(labels), dtype=bool)
+        if record.path in plan.inputs:
+            live = np.isin(np.arange(len(labels)), plan.inputs[record.path])
+        mask = plan.kernels.get(record.path)
+        if mask is not None:
+            live &= mask[:, atom_keep[record.outputs[0].labels]].any(axis=1)
+        read[labels[live]] = True
+    return read
 
 
 def _random_subset(rng, n, ratio):

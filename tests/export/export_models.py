@@ -27,12 +27,14 @@ def chain(seed=0):
 
 
 def pruned_chain():
-    """``(original, plan, slim)``: `chain` with conv1 pruned and conv2 reading 2 of its inputs.
+    """``(original, plan, slim)``: `chain` with conv1 pruned, conv2 reading 2 of its
+    inputs (conv1 keeps those 2: nothing else reads it) and the dense layer the first
+    half of its flattened inputs (every conv2 channel is still read there).
 
     The slim model holds a `keras_biprune.layers.ChannelSelect`.
     """
     original = chain()
-    plan = kb.PruningPlan({"conv1": [0, 1, 3, 4]}, inputs={"conv2": [0, 3]},
+    plan = kb.PruningPlan({"conv1": [0, 1, 3, 4]}, inputs={"conv2": [0, 3], "dense": range(64)},
                           signature=kb.trace(original).signature)
     slim = kb.apply_plan(original, plan)
     assert any(isinstance(layer, kb.layers.ChannelSelect) for layer in slim.layers)

@@ -125,8 +125,9 @@ def test_lower_layer_masks_keep_a_read_channel_and_refer_to_original_channels(ev
     genome[lower.slices[0]] = 0                       # c2 reads nothing …
     genome[lower.slices[0].start + 7] = 1             # … but channel 7, which the upper pruned
     plan = lower.decode(genome, upper)
-    assert len(plan.inputs["c2"]) == 1 and plan.inputs["c2"][0] in (0, 1, 2, 3)
-    assert "fc" not in plan.inputs
+    # c2 is the only reader of c1: the channel it reads is the one c1 keeps.
+    assert len(plan.keep["c1"]) == 1 and plan.keep["c1"][0] in (0, 1, 2, 3)
+    assert plan.inputs == {}
     plan.validate(graph)
     kb.apply_plan(evaluator.model, plan)
 
@@ -140,11 +141,13 @@ def test_lower_repair_cuts_input_channels_until_the_plan_meets_the_target(evalua
     lower = LowerEncoding(graph, granularity)
     plan = lower.decode(lower.full(), upper, budget)
     assert 0.4 < budget.ratio(plan) <= 0.5
-    assert plan.keep == upper.keep and (plan.inputs or plan.kernels)
-    if granularity == "layer":       # c2 kept its strongest input rows
+    if granularity == "filter":
+        assert plan.keep == upper.keep and plan.kernels
+    else:  # c2 kept its strongest input rows; c1, which only c2 reads, lost the others
         rows = np.abs(np.asarray(evaluator.model.get_layer("c2").kernel)).sum(axis=(0, 1, 3))
-        kept = list(plan.inputs["c2"])
+        kept = list(plan.keep["c1"])
         dropped = sorted(set(range(10)) - set(kept))
+        assert dropped and "c2" not in plan.inputs
         assert rows[kept].min() >= rows[dropped].max()
 
 
@@ -155,7 +158,7 @@ def test_lower_layer_reads_multiples_of_round_to_best_ranked_first(evaluator):
     c2 = genome[lower.slices[0]]
     c2[[0, 1, 2, 3, 4]] = 0                           # c2 reads 7 of 12: rounded to 8
     plan = lower.decode(genome, kb.PruningPlan.keep_all(graph))
-    kept = plan.inputs["c2"]
+    kept = plan.keep["c1"]                            # c2 is c1's only reader
     assert len(kept) == 8 and set(range(5, 12)) <= set(kept)
     rows = np.abs(np.asarray(evaluator.model.get_layer("c2").kernel)).sum(axis=(0, 1, 3))
     filler = (set(kept) - set(range(5, 12))).pop()    # the best-ranked dropped channel
@@ -164,7 +167,7 @@ def test_lower_layer_reads_multiples_of_round_to_best_ranked_first(evaluator):
     upper = kb.PruningPlan({"c1": range(8)}, signature=graph.signature)
     repaired = lower.decode(lower.full(), upper, budget)
     assert budget.ratio(repaired) <= 0.5
-    assert all(len(v) % 4 == 0 for path, v in repaired.inputs.items() if path == "c2")
+    assert len(repaired.keep["c1"]) % 4 == 0 and "c2" not in repaired.inputs
 
 
 def test_bilevel_layer_plans_read_multiples_of_round_to(evaluator, monkeypatch):
