@@ -233,18 +233,30 @@ def _relaxed(shape):
 def _batch_norm(layer, x, w, collect):
     """Batch norm with the moments of ``x`` (appended to ``collect``) or the moving ones."""
     values = dict(zip([v.name for v in layer.weights], w))
-    if collect is not None:
-        mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
-        collect.append((mean, variance))
-    else:
-        mean, variance = values["moving_mean"], values["moving_variance"]
     gamma, beta = values.get("gamma"), values.get("beta")
     if len(x.shape) != 4:
+        if collect is not None:
+            mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+            collect.append((mean, variance))
+        else:
+            mean, variance = values["moving_mean"], values["moving_variance"]
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, layer.epsilon)
-    # The same normalization as one fused kernel instead of a multiply and an
-    # add over x; Grappler can also fold it into a convolution just before it.
-    return tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=tf.ones_like(mean) if gamma is None else gamma,
-        offset=tf.zeros_like(mean) if beta is None else beta, mean=mean, variance=variance,
-        epsilon=layer.epsilon, is_training=False,
-    )[0]
+    # One fused kernel instead of a multiply and an add over x (Grappler can
+    # also fold it into a convolution just before it); when calibrating, the
+    # same kernel computes the moments in one pass, several times faster than
+    # tf.nn.moments on this CPU.
+    channels = tf.shape(x)[-1:]
+    gamma = tf.ones(channels) if gamma is None else gamma
+    beta = tf.zeros(channels) if beta is None else beta
+    if collect is None:
+        return tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=values["moving_mean"],
+            variance=values["moving_variance"], epsilon=layer.epsilon, is_training=False)[0]
+    empty = tf.zeros([0])
+    y, mean, variance = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=layer.epsilon,
+        is_training=True)[:3]
+    # The kernel returns the unbiased variance; batch norm uses the biased one.
+    n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), variance.dtype)
+    collect.append((mean, variance * ((n - 1) / n)))
+    return y

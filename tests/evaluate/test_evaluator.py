@@ -178,6 +178,43 @@ def test_metrics_as_name_instance_and_callable_agree():
     assert not kb.Evaluator(model, (x, y), metric="mse", **settings).greater_is_better
 
 
+@pytest.mark.parametrize("kind", ["sparse", "sparse_column", "categorical", "binary",
+                                  "binary_flat", "binary_soft"])
+def test_accuracy_by_name_equals_the_keras_metric(kind):
+    from keras_biprune.evaluate.metric import resolve_metric
+
+    rng = np.random.default_rng(0)
+    n, classes = 50, 1 if kind.startswith("binary") else 4
+    y_pred = rng.random((n, classes)).astype("float32")
+    y_pred[:3] = y_pred[:3, :1]                                    # ties in argmax
+    labels = rng.integers(0, max(classes, 2), n)
+    y_true, keras_metric = {
+        "sparse": lambda: (labels, keras.metrics.SparseCategoricalAccuracy()),
+        "sparse_column": lambda: (labels[:, None].astype("float32"),
+                                  keras.metrics.SparseCategoricalAccuracy()),
+        "categorical": lambda: (np.eye(classes)[labels], keras.metrics.CategoricalAccuracy()),
+        "binary": lambda: (labels[:, None].astype("float32"), keras.metrics.BinaryAccuracy()),
+        "binary_flat": lambda: (labels.astype("float32"), keras.metrics.BinaryAccuracy()),
+        "binary_soft": lambda: (rng.choice([0.0, 0.3, 1.0], n).astype("float32"),
+                                keras.metrics.BinaryAccuracy()),
+    }[kind]()
+    score, name = resolve_metric("accuracy", y_true, (None, classes))
+    keras_metric.update_state(y_true.reshape(n, -1) if kind == "binary_flat" else y_true, y_pred)
+    assert name == keras_metric.name
+    assert score(y_true, y_pred) == pytest.approx(float(keras_metric.result()), abs=1e-6)
+
+
+def test_a_metric_instance_is_not_changed_by_scoring():
+    model = ZOO["plain_chain"]()
+    x = sample_input(model, n=20)
+    y = np.arange(20) % model.output_shape[-1]
+    metric = keras.metrics.SparseCategoricalAccuracy()
+    metric.update_state(y, np.eye(model.output_shape[-1])[y])
+    evaluator = kb.Evaluator(model, (x, y), metric=metric, eval_size=20, calibration_size=4)
+    evaluator.evaluate([kb.PruningPlan.random(evaluator.graph, 0.5, seed=s) for s in range(3)])
+    assert float(metric.result()) == 1.0 and float(metric.count) == 20
+
+
 def test_nan_candidate_gets_the_worst_score():
     model = ZOO["plain_chain"]()
     x, y = _regression_data(model, n=12)
