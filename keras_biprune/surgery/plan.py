@@ -201,10 +201,9 @@ class PruningPlan:
         Example:
 
         ```python
-        graph = kb.trace(model)
-        record = graph.record("block1_project")              # a 1×1 conv reading 96 channels
+        graph = kb.trace(model)              # a MobileNetV2 block: expand (96) → dw → project
         plan = kb.PruningPlan(inputs={"block1_project": list(range(48))})
-        print(plan.without_unread(graph).keep)               # the expansion keeps 48 of 96
+        print(plan.without_unread(graph).keep)      # {'block1_expand': (0, 1, …, 47)}
         ```
         """
         keep = {g.id: tuple(range(g.size)) for g in graph.prunable_groups}

@@ -316,3 +316,26 @@ def test_errors_name_the_problem_and_the_fix():
     with pytest.raises(CriterionError, match="traced from model 'chain'"):
         kb.criteria.L1()(graph, "c1", ZOO["residual"]())
     assert issubclass(CriterionError, (ValueError, kb.BiPruneError))
+
+
+@pytest.mark.parametrize("layer", [
+    layers.Conv2D(5, 3), layers.Conv2DTranspose(5, 3), layers.Dense(5),
+    layers.SeparableConv2D(5, 3, depth_multiplier=2),
+])
+def test_input_magnitudes_are_per_input_channel_and_filter(layer):
+    from keras_biprune.criteria.weights import input_magnitudes
+
+    layer.build((None, 6) if isinstance(layer, layers.Dense) else (None, 8, 8, 6))
+    rng = np.random.default_rng(0)
+    for w in layer.weights:
+        w.assign(rng.normal(0, 1, w.shape).astype("float32"))
+    if isinstance(layer, layers.SeparableConv2D):     # input 2 reaches no filter
+        layer.depthwise_kernel.assign(layer.depthwise_kernel * np.isin(np.arange(6), 2, invert=True)
+                                      .reshape(1, 1, 6, 1))
+    elif isinstance(layer, layers.Conv2DTranspose):   # kernel (h, w, filters, inputs)
+        layer.kernel.assign(layer.kernel * (np.arange(6) != 2))
+    else:
+        layer.kernel.assign(layer.kernel * (np.arange(6) != 2)[:, None])
+    magnitudes = input_magnitudes(layer)
+    assert magnitudes.shape == (6, 5)
+    assert (magnitudes[2] == 0).all() and (np.delete(magnitudes, 2, axis=0) > 0).all()
