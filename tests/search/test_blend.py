@@ -73,11 +73,19 @@ def test_clusters_join_agreeing_criteria_and_keep_random_apart(setup):
     found = cluster_criteria(graph, model, criteria, threshold=0.8)
     l1 = kb.criteria.scores(graph, model, "l1")
     random = kb.criteria.scores(graph, model, Random(seed=0))
+    apart = 0
     for group in graph.prunable_groups:
-        assert found.clusters[group.id] == [[0, 1], [2]]
-        assert found.representatives[group.id] == [0, 2]
+        # Random scores depend on the group id, an automatic layer name that
+        # depends on what the process built before: by chance they can agree.
         expected = spearmanr(l1[group.id], random[group.id]).statistic
         np.testing.assert_allclose(found.correlations[group.id][0, 2], expected)
+        if expected < 0.8:
+            apart += 1
+            assert found.clusters[group.id] == [[0, 1], [2]]
+            assert found.representatives[group.id] == [0, 2]
+        else:
+            assert found.clusters[group.id] == [[0, 1, 2]]
+    assert apart >= 2
     assert found.criteria[2] == Random(seed=0)
 
 
