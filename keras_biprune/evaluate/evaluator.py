@@ -14,6 +14,7 @@ from keras_biprune.evaluate.racing import Racing, settle
 from keras_biprune.graph import trace
 from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import reads_channels
+from keras_biprune.surgery.apply import checked_plan
 from keras_biprune.surgery.plan import PruningPlan
 
 logger = logging.getLogger(__name__)
@@ -261,10 +262,7 @@ class Evaluator:
             is better, else ``inf``). With ``racing``, the scores of the
             plans eliminated early follow the rule in the class doc.
         """
-        plans = _as_plans(plans)
-        for plan in plans:
-            plan.validate(self.graph)
-        plans = [plan.without_unread(self.graph) for plan in plans]
+        plans = [checked_plan(self.graph, plan) for plan in _as_plans(plans)]
         if self._sliced is not None:
             self._sliced.read_weights()
         scores = self._race(plans)

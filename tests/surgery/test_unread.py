@@ -6,6 +6,7 @@ import pytest
 from zoo import ZOO, randomize_weights, sample_input
 
 import keras_biprune as kb
+from keras_biprune.pruner import _layer_at
 
 
 def _inverted_residual():
@@ -31,19 +32,12 @@ def _two_readers():
     return randomize_weights(keras.Model(x, y))
 
 
-def _layer(model, path):
-    layer = model
-    for name in path.split("/"):
-        layer = layer.get_layer(name)
-    return layer
-
-
 def _burned_in(model, plan):
     """The function of ``plan`` without any pruning upstream: ``model`` masked by the
     plan's groups, with the plan's lower-level masks written into its kernels as zeros."""
     masked = kb.masked_model(model, kb.PruningPlan(plan.keep))
     for path in set(plan.inputs) | set(plan.kernels):
-        layer = _layer(masked, path)
+        layer = _layer_at(masked, path)
         if isinstance(layer, keras.layers.SeparableConv2D):   # drop inputs before the depthwise
             weight, n_in = layer.depthwise_kernel, layer.depthwise_kernel.shape[-2]
         elif isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (h, w, filters, inputs)
