@@ -142,18 +142,26 @@ class SlicedProgram:
         return mask if io.kernel is None else mask * kernel_mask(io)
 
     def prepare(self, plan, x_calibration):
-        """One plan's state for `predict`: its packed weights, batch norms calibrated."""
+        """One plan's state for `predict` and its outputs on the calibration samples.
+
+        The state is the plan's packed weights, batch norms calibrated. The
+        calibration pass normalizes with the statistics it estimates, so its
+        outputs are the calibrated plan's predictions (None when there is no
+        calibration: no adaptive batch norm, or no batch norm).
+        """
         weights = self.weights(plan)
-        if self.adaptive_bn and self._moments:
-            moments = self._function("calibrate")(self._inputs(x_calibration),
-                                                  *_pack(weights)).numpy()
-            start = 0
-            for i, mean, variance in self._moments:
-                size = len(weights[i][mean])
-                weights[i][mean] = moments[start:start + size]
-                weights[i][variance] = moments[start + size:start + 2 * size]
-                start += 2 * size
-        return _pack(weights)
+        if not (self.adaptive_bn and self._moments):
+            return _pack(weights), None
+        moments, outputs = self._function("calibrate")(self._inputs(x_calibration),
+                                                       *_pack(weights))
+        moments = moments.numpy()
+        start = 0
+        for i, mean, variance in self._moments:
+            size = len(weights[i][mean])
+            weights[i][mean] = moments[start:start + size]
+            weights[i][variance] = moments[start + size:start + 2 * size]
+            start += 2 * size
+        return _pack(weights), outputs.numpy()
 
     def predict(self, state, batches):
         """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
@@ -181,8 +189,8 @@ class SlicedProgram:
 
     def _calibrate_fn(self, xs, flat, shapes):
         moments = []
-        self._run(xs, self._unpack(flat, shapes), moments)
-        return tf.concat([t for pair in moments for t in pair], 0)
+        outputs = self._run(xs, self._unpack(flat, shapes), moments)
+        return tf.concat([t for pair in moments for t in pair], 0), outputs
 
     def _predict_fn(self, xs, flat, shapes):
         return self._run(xs, self._unpack(flat, shapes), None)

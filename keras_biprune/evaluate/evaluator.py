@@ -58,12 +58,16 @@ class Evaluator:
     is scored on more images, ``growth`` times as many as they have seen,
     until the survivors have seen the whole subset. A candidate's
     calibration and sliced weights are computed once and kept across stages.
-    The scores returned:
+    With adaptive batch norm, the race starts with a free screen (unless
+    ``Racing(screen=False)``): the calibration pass normalizes the
+    calibration samples with the statistics it estimates, so it also gives
+    each candidate's score on them, and only the best ``keep`` share go on
+    to the evaluation images. The scores returned:
 
     - a candidate that finishes the race has its exact score (the score
       without racing);
-    - a candidate eliminated early has its score on the images it saw,
-      clipped to just below the lowest score of every candidate that raced
+    - a candidate eliminated early has its score on the images it saw (the
+      calibration samples, when the screen eliminated it), clipped to just below the lowest score of every candidate that raced
       longer: no candidate ever outscores one that outlasted it, so the best
       candidate of a call is always a finisher;
     - a candidate whose score so far is the worst (outputs or metric not
@@ -109,14 +113,17 @@ class Evaluator:
         n_images_scored: evaluation images run through candidates so far
             (calibration not counted; without racing, plans × ``eval_size``).
         last_race: the last ``evaluate`` call: ``candidates``, ``finished``
-            (indices of the plans that saw every image), ``stages`` (a list
-            of ``{"images": seen, "candidates": racing}``), ``images_scored``
-            and ``images_exact`` (what it would cost without racing).
+            (indices of the plans that saw every image), ``screen`` (None,
+            or ``{"images": calibration samples, "candidates": screened,
+            "kept": indices of the plans that went on}``), ``stages`` (a
+            list of ``{"images": seen, "candidates": racing}``),
+            ``images_scored`` and ``images_exact`` (what it would cost
+            without racing).
         racing: the `Racing` settings, or None.
         engine: the engine in use, ``"batched"`` or ``"sliced"``.
         x_eval, y_eval: the evaluation subset (lists of arrays, one per
             model input; and the targets).
-        x_calibration: the calibration subset.
+        x_calibration, y_calibration: the calibration subset.
 
     Example:
 
@@ -220,6 +227,7 @@ class Evaluator:
         self.x_eval = [a[order[:n_eval]] for a in x]
         self.y_eval = y[order[:n_eval]]
         self.x_calibration = [a[calibration] for a in x]
+        self.y_calibration = y[calibration]
         self._eval_batches = [
             [_pad(a[i:i + self.batch_size], self.batch_size) for a in self.x_eval]
             for i in range(0, n_eval, self.batch_size)
@@ -287,6 +295,22 @@ class Evaluator:
         states, outputs = [None] * count, [[] for _ in plans]
         alive, done, index, executed, record = list(range(count)), 0, 0, 0, []
         progress = self._progress(count)
+        screen = None
+        if (self.racing is not None and self.racing.screen and count > 1
+                and self._bn_steps):
+            # The calibration pass scores every candidate on the calibration
+            # samples: the best `keep` share go on to the evaluation images.
+            for start in range(0, count, group_size):
+                group = alive[start:start + group_size]
+                prepared = self._prepare([plans[i] for i in group], kernel_paths)
+                for i, (state, calibrated) in zip(group, prepared):
+                    states[i] = state
+                    oriented[i] = sign * self._score(calibrated, self.y_calibration)
+            survivors = self._survivors(alive, oriented)
+            screen = {"images": len(self.y_calibration), "candidates": count,
+                      "kept": survivors}
+            alive, executed = self._eliminate(alive, survivors, states, outputs, progress), 1
+            index = len(stages) - 1 if len(alive) == 1 else 0
         while alive:
             end = stages[index]
             last = end == stages[-1]
@@ -294,9 +318,10 @@ class Evaluator:
             record.append({"images": seen, "candidates": len(alive)})
             for start in range(0, len(alive), group_size):
                 group = alive[start:start + group_size]
-                if done == 0:
-                    prepared = self._prepare([plans[i] for i in group], kernel_paths)
-                    for i, state in zip(group, prepared):
+                todo = [i for i in group if states[i] is None]
+                if todo:
+                    prepared = self._prepare([plans[i] for i in todo], kernel_paths)
+                    for i, (state, _) in zip(todo, prepared):
                         states[i] = state
                 predictions = self._predict([states[i] for i in group], kernel_paths,
                                             self._eval_batches[done:end])
@@ -311,38 +336,58 @@ class Evaluator:
                 if progress is not None:
                     progress.add(len(alive))
                 break
-            ranked = sorted((i for i in alive if np.isfinite(oriented[i])),
-                            key=lambda i: (-oriented[i], i))
-            survivors = sorted(ranked[: self.racing.survivors(len(ranked))])
-            for i in set(alive) - set(survivors):
-                states[i] = outputs[i] = None
-            if progress is not None:
-                progress.add(len(alive) - len(survivors))
-            alive, done, executed = survivors, end, executed + 1
+            survivors = self._survivors(alive, oriented)
+            alive = self._eliminate(alive, survivors, states, outputs, progress)
+            done, executed = end, executed + 1
             index = len(stages) - 1 if len(alive) == 1 else index + 1
-        self._record(record, alive)
+        self._record(count, screen, record, alive)
         return sign * settle(oriented, stopped, executed, np.isfinite(oriented))
 
-    def _record(self, stages, finished):
+    def _survivors(self, alive, oriented):
+        """The best ``keep`` share of the finite candidates in ``alive`` (ties by order)."""
+        ranked = sorted((i for i in alive if np.isfinite(oriented[i])),
+                        key=lambda i: (-oriented[i], i))
+        return sorted(ranked[: self.racing.survivors(len(ranked))])
+
+    @staticmethod
+    def _eliminate(alive, survivors, states, outputs, progress):
+        """Frees the state of the candidates leaving the race; returns the survivors."""
+        for i in set(alive) - set(survivors):
+            states[i] = outputs[i] = None
+        if progress is not None:
+            progress.add(len(alive) - len(survivors))
+        return survivors
+
+    def _record(self, count, screen, stages, finished):
         """Sets ``last_race`` and adds its image passes to ``n_images_scored``."""
         scored, previous = 0, 0
         for stage in stages:
             scored += stage["candidates"] * (stage["images"] - previous)
             previous = stage["images"]
         self.n_images_scored += scored
-        self.last_race = {"candidates": stages[0]["candidates"], "finished": list(finished),
+        self.last_race = {"candidates": count, "finished": list(finished), "screen": screen,
                           "stages": stages, "images_scored": scored,
-                          "images_exact": stages[0]["candidates"] * len(self.y_eval)}
+                          "images_exact": count * len(self.y_eval)}
 
     def _prepare(self, plans, kernel_paths):
-        """Each plan's state for `_predict` (sliced weights, masks, BN statistics)."""
+        """Each plan's state for `_predict` and its outputs on the calibration samples.
+
+        The state holds the plan's sliced weights or masks, and its calibrated
+        batch-norm statistics. The calibration pass normalizes with the
+        statistics it estimates, so its outputs are the calibrated plan's
+        predictions; they are None when nothing is calibrated.
+        """
         if self._sliced is not None:
             return [self._sliced.prepare(plan, self.x_calibration) for plan in plans]
         masks, kernel_masks = self._encode(plans, kernel_paths)
-        stats = [[keras.ops.convert_to_numpy(t) for t in pair]
-                 for pair in self._calibrate(masks, kernel_masks, kernel_paths)]
-        return [([m[p] for m in masks], [k[p] for k in kernel_masks],
-                 [(mean[p], variance[p]) for mean, variance in stats])
+        calibrated, stats = self._calibrate(masks, kernel_masks, kernel_paths)
+        stats = [[keras.ops.convert_to_numpy(t) for t in pair] for pair in stats]
+        if calibrated is not None:
+            calibrated = keras.ops.convert_to_numpy(calibrated)
+            calibrated = calibrated.reshape((self.max_parallel, -1) + calibrated.shape[1:])
+        return [(([m[p] for m in masks], [k[p] for k in kernel_masks],
+                  [(mean[p], variance[p]) for mean, variance in stats]),
+                 None if calibrated is None else calibrated[p])
                 for p in range(len(plans))]
 
     def _predict(self, states, kernel_paths, batches):
@@ -395,11 +440,11 @@ class Evaluator:
         return self._functions[key]
 
     def _calibrate(self, masks, kernel_masks, kernel_paths):
+        """The calibration pass: its outputs (None without batch norm) and statistics."""
         if not self._bn_steps:
-            return []
+            return None, []
         run = self._function("calibrate", kernel_paths)
-        _, stats = run(self.x_calibration, masks, kernel_masks, [])
-        return stats
+        return run(self.x_calibration, masks, kernel_masks, [])
 
     def _score(self, predictions, y):
         worst = -np.inf if self.greater_is_better else np.inf

@@ -22,6 +22,14 @@ class Racing:
     Each candidate's batch-norm calibration (adaptive BN) and sliced weights
     are computed once, at the first stage, and kept while it races.
 
+    With adaptive batch norm the race starts with a free *screen*: the pass
+    that calibrates a candidate normalizes the calibration samples with the
+    very statistics it estimates, so its outputs are the calibrated
+    candidate's predictions on them. Only the best ``keep`` share of the
+    candidates by that score go on to the evaluation images. Without adaptive
+    batch norm (or batch norm layers), and for a single candidate, there is
+    no calibration pass and no screen.
+
     The scores returned (see `Evaluator` for the rule) are exact for the
     candidates that finish the race, and the best candidate of a call is
     always one of them.
@@ -33,6 +41,8 @@ class Racing:
             in (0, 1); at least one is kept (``ceil(keep * n)``).
         growth: how many times more images the survivors have seen after
             each stage, > 1.
+        screen: whether to screen the candidates on the calibration samples
+            first (see above).
 
     Example:
 
@@ -44,16 +54,19 @@ class Racing:
     ```
     """
 
-    def __init__(self, first=256, keep=0.5, growth=2.0):
+    def __init__(self, first=256, keep=0.5, growth=2.0, screen=True):
         if not isinstance(first, numbers.Integral) or isinstance(first, bool) or first < 1:
             raise _error("first must be a positive int of images", "first", first)
         if not isinstance(keep, numbers.Real) or isinstance(keep, bool) or not 0 < keep < 1:
             raise _error("keep must be a share of the candidates in (0, 1)", "keep", keep)
         if not isinstance(growth, numbers.Real) or isinstance(growth, bool) or not growth > 1:
             raise _error("growth must be a number > 1", "growth", growth)
+        if not isinstance(screen, bool):
+            raise _error("screen must be True or False", "screen", screen)
         self.first = int(first)
         self.keep = float(keep)
         self.growth = float(growth)
+        self.screen = screen
 
     @classmethod
     def coerce(cls, racing):
@@ -95,14 +108,16 @@ class Racing:
         return max(1, math.ceil(self.keep * n - 1e-9))
 
     def get_config(self):
-        return {"first": self.first, "keep": self.keep, "growth": self.growth}
+        return {"first": self.first, "keep": self.keep, "growth": self.growth,
+                "screen": self.screen}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
     def __repr__(self):
-        return f"Racing(first={self.first}, keep={self.keep}, growth={self.growth})"
+        return (f"Racing(first={self.first}, keep={self.keep}, growth={self.growth}, "
+                f"screen={self.screen})")
 
     def __eq__(self, other):
         return isinstance(other, Racing) and self.get_config() == other.get_config()

@@ -25,8 +25,9 @@ def test_finishers_are_exact_and_the_best_is_unchanged(engine, metric, adaptive_
     data = _self_labelled(model, metric)
     exact = kb.Evaluator(model, data, metric=metric, engine=engine, adaptive_bn=adaptive_bn,
                          **SETTINGS)
+    # Without the screen (tested below) the stages are the same with adaptive BN.
     raced = kb.Evaluator(model, data, metric=metric, engine=engine, adaptive_bn=adaptive_bn,
-                         racing=(8, 0.5), **SETTINGS)
+                         racing=Racing(8, 0.5, screen=False), **SETTINGS)
     graph = exact.graph
     plans = [kb.PruningPlan.random(graph, 0.4 + 0.05 * s, seed=s) for s in range(7)]
     plans.insert(3, kb.PruningPlan.keep_all(graph))
@@ -49,6 +50,44 @@ def test_finishers_are_exact_and_the_best_is_unchanged(engine, metric, adaptive_
     # A single candidate skips to the whole subset: the baseline is exact.
     assert raced.baseline == pytest.approx(exact.baseline, rel=1e-6)
     assert raced.last_race["images_scored"] == 64
+
+
+@pytest.mark.parametrize("engine", ["sliced", "batched"])
+def test_the_screen_keeps_the_best_on_the_calibration_samples(engine):
+    model = ZOO["plain_chain"]()  # conv-BN-ReLU twice: adaptive BN calibrates
+    data = _self_labelled(model, "mse")
+    exact = kb.Evaluator(model, data, metric="mse", engine=engine, **SETTINGS)
+    raced = kb.Evaluator(model, data, metric="mse", engine=engine, racing=(8, 0.5), **SETTINGS)
+    plans = [kb.PruningPlan.random(raced.graph, 0.2 + 0.07 * s, seed=s) for s in range(7)]
+    scores = raced.evaluate(plans)
+
+    # Each plan's score on the calibration samples, the slow way: its slim
+    # model with batch norm recalibrated on them.
+    x, y = raced.x_calibration[0], raced.y_calibration
+    on_calibration = []
+    for plan in plans:
+        slim = kb.apply_plan(model, plan)
+        kb.training.recalibrate_batch_norm(slim, x, max_batches=1, batch_size=len(x))
+        on_calibration.append(np.mean((np.asarray(slim.predict(x, verbose=0)) - y) ** 2))
+    on_calibration = np.array(on_calibration)
+    kept = sorted(np.argsort(on_calibration)[:4].tolist())  # lower mse is better
+    race = raced.last_race
+    assert race["screen"] == {"images": 16, "candidates": 7, "kept": kept}
+    # The 4 kept race on 8, 16 then (one left) all 64 evaluation images.
+    assert [(s["images"], s["candidates"]) for s in race["stages"]] == [(8, 4), (16, 2), (64, 1)]
+    assert race["images_scored"] == 4 * 8 + 2 * 8 + 1 * 48 == raced.n_images_scored
+    finished = race["finished"]
+    np.testing.assert_allclose(scores[finished], exact.evaluate(plans)[finished], rtol=1e-6)
+    # A screened-out plan scores its calibration mse, never better than a kept one's.
+    worst_kept = scores[kept].max()
+    for i in sorted(set(range(7)) - set(kept)):
+        assert scores[i] > worst_kept
+        assert scores[i] == pytest.approx(max(on_calibration[i], worst_kept), rel=1e-4)
+    # No batch norm calibrated, no screen.
+    plain = kb.Evaluator(model, data, metric="mse", engine=engine, adaptive_bn=False,
+                         racing=(8, 0.5), **SETTINGS)
+    plain.evaluate(plans)
+    assert plain.last_race["screen"] is None and plain.last_race["stages"][0]["candidates"] == 7
 
 
 def test_eliminated_candidates_never_outscore_a_finisher():
@@ -113,7 +152,10 @@ def test_racing_settings_round_trip_and_default_to_exact():
     assert kb.Evaluator(model, data, metric="mse", racing=False).racing is None
     assert kb.Evaluator(model, data, metric="mse", racing=True).racing == Racing()
     racing = kb.Evaluator(model, data, metric="mse", racing=(8, 0.25, 3)).racing
-    assert racing == Racing(first=8, keep=0.25, growth=3.0)
+    assert racing == Racing(first=8, keep=0.25, growth=3.0, screen=True)
+    unscreened = Racing.coerce({"first": 8, "keep": 0.25, "screen": False})
+    assert not unscreened.screen and unscreened != Racing(8, 0.25)
+    assert Racing.from_config(unscreened.get_config()) == unscreened
     assert Racing.from_config(racing.get_config()) == racing
     assert Racing.coerce(racing.get_config()) == racing
     assert kb.evaluate.Racing is Racing
@@ -127,6 +169,7 @@ def test_racing_settings_round_trip_and_default_to_exact():
     ("fast", "racing must be None"),
     ((8,), "racing must be None"),
     ({"first": 8, "kep": 0.5}, "racing must be None"),
+    ({"first": 8, "keep": 0.5, "screen": "yes"}, "screen must be True or False"),
 ])
 def test_bad_racing_settings_are_rejected_clearly(racing, match):
     model = ZOO["plain_chain"]()
