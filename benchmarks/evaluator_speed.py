@@ -13,7 +13,9 @@
     through one relaxed-shape function (``engine="sliced"``);
 (e) racing: (d) with ``racing=(FIRST, KEEP)``: every candidate scored on the
     first FIRST images, then only the best KEEP share on twice as many, until
-    the survivors have seen all of them. Its row also gives the fidelity of the
+    the survivors have seen all of them. With adaptive batch norm the race
+    starts with the free screen on the calibration images (the best KEEP
+    share of the candidates go on). Its row also gives the fidelity of the
     raced scores against the exact ones of the same plans: the Spearman
     correlation and whether the top-1 and top-3 plans are the same.
 
@@ -33,6 +35,7 @@ import time
 import numpy as np
 
 EVAL_IMAGES = 1024
+CALIBRATION_IMAGES = 256
 BATCH = 128
 RATIO = 0.5
 
@@ -44,13 +47,14 @@ def _setup(name, population):
 
     model, _ = train_or_load(name, verbose=0)
     _, (x_test, y_test) = load_fashion_mnist()
-    x, y = x_test[:EVAL_IMAGES], y_test[:EVAL_IMAGES]
+    # Evaluation and calibration images are disjoint, as in a search.
+    x, y = x_test[:EVAL_IMAGES + CALIBRATION_IMAGES], y_test[:EVAL_IMAGES + CALIBRATION_IMAGES]
     graph = kb.trace(model)
     plans = [kb.PruningPlan.random(graph, RATIO, seed=s) for s in range(population)]
     return model, x, y, plans
 
 
-def _naive(model, x, y, plans, calibration=None):
+def _naive(model, x, y, plans, calibration):
     import keras_biprune as kb
 
     scores = []
@@ -68,7 +72,8 @@ def _naive(model, x, y, plans, calibration=None):
 def _evaluator(model, x, y, plans, parallel, adaptive_bn, engine, racing=None):
     import keras_biprune as kb
 
-    evaluator = kb.Evaluator(model, (x, y), eval_size=len(x), calibration_size=256,
+    evaluator = kb.Evaluator(model, (x, y), eval_size=EVAL_IMAGES,
+                             calibration_size=CALIBRATION_IMAGES,
                              batch_size=BATCH, max_parallel=parallel, adaptive_bn=adaptive_bn,
                              engine=engine, racing=racing)
     # Compile outside the timing, as a search does once (the sliced engine
@@ -91,12 +96,11 @@ def run_one(name, method, population, adaptive_bn, racing=(128, 0.5)):
     """Times one method in this process; returns a dict of figures."""
     model, x, y, plans = _setup(name, population)
     if method == "naive":
-        calibration = None
-        if adaptive_bn:          # the evaluator's calibration images, drawn outside the timing
-            evaluator, _ = _evaluator(model, x, y, plans[:1], 1, True, "sliced")
-            calibration = evaluator.x_calibration[0]
+        # The evaluator's evaluation and calibration images, drawn outside the timing.
+        evaluator, _ = _evaluator(model, x, y, plans[:1], 1, adaptive_bn, "sliced")
+        calibration = evaluator.x_calibration[0] if adaptive_bn else None
         start = time.perf_counter()
-        scores = _naive(model, x, y, plans, calibration)
+        scores = _naive(model, evaluator.x_eval[0], evaluator.y_eval, plans, calibration)
     else:
         parallel = population if method == "population" else 1
         engine = "sliced" if method in ("sliced", "racing") else "batched"
@@ -118,7 +122,8 @@ def run_one(name, method, population, adaptive_bn, racing=(128, 0.5)):
     if method == "racing":
         race = evaluator.last_race
         row.update(racing=list(racing), images_scored=race["images_scored"],
-                   images_exact=race["images_exact"], finished=len(race["finished"]))
+                   images_exact=race["images_exact"], finished=len(race["finished"]),
+                   screen_kept=None if race["screen"] is None else len(race["screen"]["kept"]))
         _, exact = _evaluator(model, x, y, plans, 1, adaptive_bn, "sliced")
         row.update(_fidelity(scores, exact()))
     return row
