@@ -67,9 +67,10 @@ class Evaluator:
     - a candidate that finishes the race has its exact score (the score
       without racing);
     - a candidate eliminated early has its score on the images it saw (the
-      calibration samples, when the screen eliminated it), clipped to just below the lowest score of every candidate that raced
-      longer: no candidate ever outscores one that outlasted it, so the best
-      candidate of a call is always a finisher;
+      calibration samples, when the screen eliminated it), clipped to just
+      below the lowest score of every candidate that raced longer: no
+      candidate ever outscores one that outlasted it, so the best candidate
+      of a call is always a finisher;
     - a candidate whose score so far is the worst (outputs or metric not
       finite) leaves the race at once with the worst score, as without
       racing.
@@ -302,9 +303,7 @@ class Evaluator:
             # samples: the best `keep` share go on to the evaluation images.
             for start in range(0, count, group_size):
                 group = alive[start:start + group_size]
-                prepared = self._prepare([plans[i] for i in group], kernel_paths)
-                for i, (state, calibrated) in zip(group, prepared):
-                    states[i] = state
+                for i, calibrated in self._prepare_missing(group, plans, states, kernel_paths):
                     oriented[i] = sign * self._score(calibrated, self.y_calibration)
             survivors = self._survivors(alive, oriented)
             screen = {"images": len(self.y_calibration), "candidates": count,
@@ -318,11 +317,7 @@ class Evaluator:
             record.append({"images": seen, "candidates": len(alive)})
             for start in range(0, len(alive), group_size):
                 group = alive[start:start + group_size]
-                todo = [i for i in group if states[i] is None]
-                if todo:
-                    prepared = self._prepare([plans[i] for i in todo], kernel_paths)
-                    for i, (state, _) in zip(todo, prepared):
-                        states[i] = state
+                self._prepare_missing(group, plans, states, kernel_paths)
                 predictions = self._predict([states[i] for i in group], kernel_paths,
                                             self._eval_batches[done:end])
                 for i, batch_outputs in zip(group, predictions):
@@ -342,6 +337,19 @@ class Evaluator:
             index = len(stages) - 1 if len(alive) == 1 else index + 1
         self._record(count, screen, record, alive)
         return sign * settle(oriented, stopped, executed, np.isfinite(oriented))
+
+    def _prepare_missing(self, group, plans, states, kernel_paths):
+        """Prepares the candidates of ``group`` without a state yet, into ``states``.
+
+        Returns ``(index, outputs on the calibration samples)`` for each.
+        """
+        todo = [i for i in group if states[i] is None]
+        if not todo:
+            return []
+        prepared = self._prepare([plans[i] for i in todo], kernel_paths)
+        for i, (state, _) in zip(todo, prepared):
+            states[i] = state
+        return [(i, calibrated) for i, (_, calibrated) in zip(todo, prepared)]
 
     def _survivors(self, alive, oriented):
         """The best ``keep`` share of the finite candidates in ``alive`` (ties by order)."""

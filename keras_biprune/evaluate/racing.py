@@ -20,7 +20,7 @@ class Racing:
     subset. Stages end on whole batches of the evaluator's ``batch_size``.
 
     Each candidate's batch-norm calibration (adaptive BN) and sliced weights
-    are computed once, at the first stage, and kept while it races.
+    are computed once, when it enters the race, and kept while it races.
 
     With adaptive batch norm the race starts with a free *screen*: the pass
     that calibrates a candidate normalizes the calibration samples with the
