@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from keras_biprune import criteria
+from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective, plan_key
@@ -125,6 +126,17 @@ class Search:
         self._upper = UpperEncoding(graph, self._scores, self.encoding, self.round_to,
                                     self.min_channels, self.max_prune_ratio)
         self._budget = Budget(graph, self.target, self.measure)
+        if self.target is not None:
+            smallest = self._budget.floor_ratio(self._upper)
+            if smallest > self.target + 1e-9:
+                raise SearchError(
+                    f"The target keeps {self.target:.3f} of the {self.measure}, but the floors "
+                    f"keep at least {smallest:.3f}: every group keeps at least min_channels="
+                    f"{self.min_channels} and {1 - self.max_prune_ratio:.0%} of its channels "
+                    "(max_prune_ratio), and frozen groups stay whole. Received: "
+                    f"target={self.target!r}. Raise the target to {smallest:.3f} or more, or "
+                    "lower min_channels or raise max_prune_ratio."
+                )
         self._upper_budget = self._budget
         self._objective = Objective(self.evaluator, self._budget, self.max_accuracy_drop,
                                     self.max_evaluations)

@@ -38,9 +38,11 @@ class UpperEncoding:
         scores: ``{group_id: scores}`` ranking each group's channels (higher
             is more important), e.g. from `keras_biprune.criteria.scores`.
         kind: ``"mask"`` (one bit per filter) or ``"width"`` (one gene per
-            group: keep ``gene * round_to`` channels, at most the group size).
+            group: keep ``gene * step`` channels, at most the group size).
         round_to: width step: every group keeps a multiple of it (or all its
-            channels). The ``"width"`` kind counts in these steps; the
+            channels); a group with fewer than three such steps counts in
+            halves of it (`group_step`: a 16-wide group with ``round_to=8``
+            keeps 4, 8, 12 or 16). The ``"width"`` kind counts in steps; the
             ``"mask"`` kind rounds each group's kept count to the nearest
             multiple, adding the best-ranked missing channels or dropping the
             worst-ranked kept ones. Multiples of 8 let CPU kernels vectorize:
@@ -84,10 +86,11 @@ class UpperEncoding:
         self.floor = {g.id: min(g.size, max(min_channels,
                                             math.ceil((1 - max_prune_ratio) * g.size - 1e-9)))
                       for g in self.groups}
+        self.step = {g.id: group_step(g.size, round_to) for g in self.groups}
         if kind == "mask":
             self.gene_space = [[0, 1]] * sum(g.size for g in self.groups)
         else:
-            self.gene_space = [list(range(1, math.ceil(g.size / round_to) + 1))
+            self.gene_space = [list(range(1, math.ceil(g.size / self.step[g.id]) + 1))
                                for g in self.groups]
         self.n_genes = len(self.gene_space)
 
@@ -101,7 +104,7 @@ class UpperEncoding:
         for g in self.groups:
             n = counts.get(g.id, g.size)
             if self.kind == "width":
-                genome.append(max(1, min(math.ceil(n / self.round_to),
+                genome.append(max(1, min(math.ceil(n / self.step[g.id]),
                                          self.gene_space[len(genome)][-1])))
             else:
                 bits = np.zeros(g.size, dtype=np.int64)
@@ -120,8 +123,8 @@ class UpperEncoding:
                 start += g.size
                 chosen = ranked[bits[ranked] > 0]
             else:
-                chosen = ranked[:min(g.size, int(genome[i]) * self.round_to)]
-            n = stepped(max(len(chosen), self.floor[g.id]), self.round_to, self.floor[g.id],
+                chosen = ranked[:min(g.size, int(genome[i]) * self.step[g.id])]
+            n = stepped(max(len(chosen), self.floor[g.id]), self.step[g.id], self.floor[g.id],
                         g.size)
             if n > len(chosen):
                 missing = ranked[~np.isin(ranked, chosen)]
@@ -169,7 +172,8 @@ class LowerEncoding:
         levels: steps of a width gene.
         round_to: ``"layer"`` granularity: a layer that drops input channels
             reads a multiple of this many (the best-ranked ones, by kernel
-            norm, fill up or are dropped to the step). Reading an odd count
+            norm, fill up or are dropped to the step; halved for layers
+            reading fewer than three steps, see `group_step`). Reading an odd count
             of channels costs a gather and unvectorized kernels, which can
             make the pruned layer slower than the whole one. Kernel masks
             (``"filter"``) change no shape and are not rounded.
@@ -224,7 +228,8 @@ class LowerEncoding:
         With a ``budget``, a plan over its target is repaired: every layer's
         (or filter's) kept input count is scaled by one common factor,
         dropping the channels with the smallest kernel norms, until the
-        whole plan meets the target (see `Budget.fit`).
+        whole plan meets the target (see `Budget.fit`); layers then read
+        channels back while it holds (`Budget.fit_counts`).
         """
         genome = np.asarray(genome, dtype=np.int64)
         atom_keep = self.graph.atom_keep(upper_plan.keep)
@@ -248,23 +253,37 @@ class LowerEncoding:
             rest = ranked[~np.isin(ranked, chosen)]           # fills up to the step
             choices.append((r.path, read, np.concatenate([chosen, rest]), len(chosen), None))
 
+        def plan_of(inputs, kernels):
+            plan = PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
+                               signature=upper_plan.signature)
+            return plan.without_unread(self.graph)
+
+        if self.granularity == "layer":
+            reads = {path: (read, chosen) for path, read, chosen, _, _ in choices}
+
+            def plan_of_counts(counts):
+                return plan_of({path: sorted(chosen[:counts[path]].tolist())
+                                for path, (read, chosen) in reads.items()
+                                if counts[path] < len(read)}, {})
+
+            steps = {path: group_step(len(read), self.round_to)
+                     for path, (read, _) in reads.items()}
+            wanted = {path: stepped(n, steps[path], 1, len(read))
+                      for path, read, _, n, _ in choices}
+            if budget is None:
+                return plan_of_counts(wanted)
+            return budget.fit_counts(wanted, plan_of_counts, steps, dict.fromkeys(wanted, 1),
+                                     limits={path: len(read) for path, (read, _) in reads.items()})
+
         def plan_at(factor):
-            inputs, kernels = {}, {}
+            kernels = {}
             for path, read, chosen, counts, kept_filters in choices:
-                if kept_filters is None:            # layer: ``chosen`` ranks read channels
-                    n = stepped(max(1, round(factor * counts)), self.round_to, 1, len(read))
-                    kept = chosen[:n]
-                    if len(kept) < len(read):
-                        inputs[path] = sorted(kept.tolist())
-                    continue
                 mask = np.ones(self.kernel_abs[path].shape, dtype=bool)
                 mask[read] = chosen < np.maximum(1, np.round(factor * counts))[None, :]
                 mask[:, ~kept_filters] = True          # filters the upper level removed
                 if not mask.all():
                     kernels[path] = mask
-            plan = PruningPlan(upper_plan.keep, inputs=inputs, kernels=kernels,
-                               signature=upper_plan.signature)
-            return plan.without_unread(self.graph)
+            return plan_of({}, kernels)
 
         return plan_at(1.0) if budget is None else budget.fit(plan_at)
 
@@ -273,12 +292,13 @@ class Budget:
     """A cost ceiling: the kept share of FLOPs, parameters or filters.
 
     `repair` enforces it on the upper level: every group's kept count is
-    scaled by one common factor (rounded to the encoding's ``round_to``,
-    never below the group's floor), dropping each group's worst-ranked kept
-    channels; `LowerEncoding.decode` does the same with input channels. The
-    factor is the largest that meets the target (`fit`). When the floors make
-    the target unreachable, the plan is as small as they allow and the
-    objective's penalty applies.
+    scaled by one common factor (rounded to the group's step, never below
+    its floor), dropping each group's worst-ranked kept channels, then the
+    most cut groups get channels back while the target holds, so the plan
+    lands within ``BAND`` (0.03) below the target (`fit_counts`);
+    `LowerEncoding.decode` does the same with input channels. When the
+    floors make the target unreachable, the plan is as small as they allow
+    (`floor_ratio`) and the objective's penalty applies.
 
     Args:
         graph: the model's `ChannelGraph`.
@@ -334,9 +354,13 @@ class Budget:
         Without a target, or when ``plan_at(1.0)`` meets it, that plan is
         returned; when even ``plan_at(0.0)`` misses it, that smallest plan.
         """
+        return self._bisect(plan_at)[0]
+
+    def _bisect(self, plan_at):
+        """``(plan, factor)`` of `fit`."""
         plan = plan_at(1.0)
         if self.target is None or self.ratio(plan) <= self.target:
-            return plan
+            return plan, 1.0
         low, high = 0.0, 1.0
         for _ in range(14):
             mid = (low + high) / 2
@@ -344,21 +368,104 @@ class Budget:
                 low = mid
             else:
                 high = mid
-        return plan_at(low)
+        return plan_at(low), low
+
+    def fit_counts(self, wanted, plan_of, steps, floors, limits=None):
+        """``plan_of(counts)`` for the counts closest below the target.
+
+        Counts over the target are scaled by one common factor (the largest
+        that meets it, see `fit`), each rounded to its unit's step and never
+        below its floor. Counts are then raised a step at a time, the most
+        cut unit first (up to ``limits``), while the plan still meets the
+        target, until its cost is within ``TOLERANCE`` of it; where the
+        steps cannot get within ``BAND``, single channels are added the same
+        way. So a reachable target is met within ``BAND`` whatever the steps.
+
+        Args:
+            wanted: ``{unit: count}`` before the budget (a unit is a group,
+                or a layer's input channels).
+            plan_of: maps ``{unit: count}`` to a plan; its cost grows with
+                every count.
+            steps: ``{unit: step}``.
+            floors: ``{unit: fewest channels}``.
+            limits: ``{unit: most channels}`` counts may be raised to
+                (default ``wanted``).
+        """
+        limits = wanted if limits is None else limits
+
+        def counts_at(factor):
+            if factor >= 1:
+                return dict(wanted)
+            return {u: min(n, stepped(factor * n, steps[u], floors[u], n))
+                    for u, n in wanted.items()}
+
+        _, factor = self._bisect(lambda f: plan_of(counts_at(f)))
+        counts = counts_at(factor)
+        if self.target is None:
+            return plan_of(counts)
+        ratio = self.ratio(plan_of(counts))
+        counts, ratio = self._raise(counts, limits, steps, plan_of, ratio)
+        if self.target - ratio > BAND:
+            counts, ratio = self._raise(counts, limits, dict.fromkeys(counts, 1), plan_of, ratio)
+        return plan_of(counts)
+
+    def _raise(self, counts, limits, steps, plan_of, ratio):
+        """Counts raised a step at a time, most cut unit first, while the target holds."""
+        moved = True
+        while moved and self.target - ratio > TOLERANCE:
+            moved = False
+            for unit in sorted(counts, key=lambda u: counts[u] / max(1, limits[u])):
+                if counts[unit] >= limits[unit]:
+                    continue
+                trial = dict(counts)
+                trial[unit] = min(limits[unit], (counts[unit] // steps[unit] + 1) * steps[unit])
+                value = self.ratio(plan_of(trial))
+                if value <= self.target:
+                    counts, ratio, moved = trial, value, True
+                    if self.target - ratio <= TOLERANCE:
+                        break
+        return counts, ratio
+
+    def floor_ratio(self, encoding):
+        """The smallest share the floors of an `UpperEncoding` allow: every group at its floor."""
+        keep = {g.id: encoding.ranking[g.id][:stepped(encoding.floor[g.id], encoding.step[g.id],
+                                                       encoding.floor[g.id], g.size)]
+                for g in encoding.groups}
+        return self.ratio(encoding.plan(keep))
 
     def repair(self, encoding, keep):
-        """The upper-level plan of ``keep`` (from `UpperEncoding.kept`), shrunk to the target."""
-        step = encoding.round_to
+        """The upper-level plan of ``keep`` (from `UpperEncoding.kept`) fitted to the target.
 
-        def count(group_id, n, factor):
-            if factor >= 1:
-                return n
-            return min(n, stepped(factor * n, step, encoding.floor[group_id], n))
+        Shrunk when over it; then the most cut groups get their best-ranked
+        missing channels back while the target holds (`fit_counts`), so
+        every repaired plan lands just below the target.
+        """
+        order = {k: np.concatenate([v, encoding.ranking[k][~np.isin(encoding.ranking[k], v)]])
+                 for k, v in keep.items()}
+        return self.fit_counts({k: len(v) for k, v in keep.items()},
+                               lambda counts: encoding.plan({k: order[k][:n]
+                                                             for k, n in counts.items()}),
+                               encoding.step, encoding.floor,
+                               limits={k: len(v) for k, v in order.items()})
 
-        def plan_at(factor):
-            return encoding.plan({k: v[:count(k, len(v), factor)] for k, v in keep.items()})
 
-        return self.fit(plan_at)
+# A budget is met within BAND of its target (when the floors allow): counts are raised in
+# their steps until the cost is within TOLERANCE of the target, then by single channels
+# while it is still more than BAND below.
+TOLERANCE = 0.01
+BAND = 0.03
+
+
+def group_step(size, round_to):
+    """The step of a width of ``size`` channels: ``round_to``, halved until it has 3 steps.
+
+    A 16-wide group with ``round_to=8`` counts in 4s (4, 8, 12, 16), not only
+    8 or 16, so the step never forces a narrow group far below its budget.
+    """
+    step = round_to
+    while step > 1 and size < 3 * step:
+        step //= 2
+    return step
 
 
 def stepped(n, step, floor, size):
