@@ -165,6 +165,28 @@ class Search:
                 rows.append(np.array([rng.choice(space) for space in self._upper.gene_space]))
         return np.stack(rows)
 
+    def fill(self, plan, target):
+        """An upper-level ``plan`` of this run fitted to ``target`` of the cost measure.
+
+        Groups get their best-ranked missing channels back (or lose their
+        worst-ranked ones) as `Budget.repair` does, so the plan lands within
+        ``BAND`` below ``target``: e.g. a Pareto-front solution made to use a
+        FLOPs budget. Call it after `run`.
+
+        Example:
+
+        ```python
+        search = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.1)
+        result = search.run()
+        plan = search.fill(result.front.select(1)[0].plan, 0.5)
+        ```
+        """
+        encoding = self._upper
+        keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],
+                                                     plan.keep.get(g.id, range(g.size)))]
+                for g in encoding.groups}
+        return Budget(self.evaluator.graph, target, self.measure).repair(encoding, keep)
+
     def _progress(self, start):
         return Progress(self.generations, self.verbose, self._progress_keys, start)
 

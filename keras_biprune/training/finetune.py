@@ -2,6 +2,8 @@
 
 import copy
 import logging
+import math
+import numbers
 
 import keras
 import numpy as np
@@ -13,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=None,
              teacher=None, temperature=4.0, alpha=0.5, kernel_masks=None, shuffle_seed=None,
-             **fit_kwargs):
+             schedule=None, patience=None, **fit_kwargs):
     """Fine-tunes a pruned model with the original model's training setup.
 
     The pruned model is compiled (and stays compiled) with a fresh copy of
@@ -27,8 +29,16 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     ``kernel_masks`` (``{layer_name: bool (in, filters) mask}``) are held as
     exact zeros: after every optimizer step the masked kernel entries are
     set back to 0. If the run is interrupted (``KeyboardInterrupt``), the
-    weights of the best epoch so far (by ``val_loss``, else ``loss``) are
-    restored and the history up to then is returned.
+    weights of the best epoch so far (by validation accuracy, else
+    ``val_loss``, else ``loss``) are restored and the history up to then is
+    returned.
+
+    With ``schedule="cosine"`` the learning rate starts at the original
+    optimizer's and decays to zero along a cosine over the whole run (its
+    steps are counted from the data; an optimizer whose learning rate is
+    already a schedule keeps it). With ``patience``, training stops once the
+    validation accuracy (else ``val_loss``) has not improved for that many
+    epochs, and the weights of the best epoch are restored at the end.
 
     Args:
         model: the pruned model; trained in place.
@@ -45,6 +55,9 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
         alpha: the weight of the original loss.
         kernel_masks: see above.
         shuffle_seed: seed of the shuffle of NumPy training data.
+        schedule: ``"cosine"`` or None (the optimizer's own learning rate).
+        patience: epochs without improvement before stopping (needs
+            ``validation_data``), or None to run every epoch.
         **fit_kwargs: passed to ``model.fit`` (``epochs``, ``batch_size``,
             ``validation_data``, …).
 
@@ -65,17 +78,24 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
             f"Distillation needs 0 <= alpha <= 1 and temperature > 0. Received: alpha={alpha!r}, "
             f"temperature={temperature!r}. Use e.g. alpha=0.5, temperature=4."
         )
+    if schedule not in (None, "cosine"):
+        raise TrainingError(f"schedule must be 'cosine' or None. Received: schedule={schedule!r}.")
     config = compile_config(original, compile_kwargs)
+    x, fit_kwargs = fit_inputs(x, y, fit_kwargs, shuffle_seed)
+    if schedule == "cosine":
+        config = _with_cosine_decay(config, _steps(x, fit_kwargs))
     trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
     for target in {id(model): model, id(trained): trained}.values():
         compile_fresh(target, config, compile_kwargs)
-    x, fit_kwargs = fit_inputs(x, y, fit_kwargs, shuffle_seed)
-    best = _BestWeights(model)
+    best = _BestWeights(model, patience if fit_kwargs.get("validation_data") is not None
+                        else None)
     callbacks = [best, *copy.deepcopy(list(callbacks or []))]
     restore = _hold_zeros(model, kernel_masks or {})
     try:
         history = trained.fit(x, callbacks=callbacks, **fit_kwargs)
         history.interrupted = False
+        if patience is not None:
+            best.restore()
     except KeyboardInterrupt:
         logger.warning("Fine-tuning interrupted: keeping the best weights so far (epoch %s).",
                        best.best_epoch)
@@ -184,23 +204,110 @@ def _log_probabilities(outputs):
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Remembers the weights of the best epoch, to restore after an interruption."""
+    """Remembers the weights of the best epoch; with ``patience``, stops when they stop improving.
 
-    def __init__(self, student):
+    The best epoch has the highest validation accuracy when one is logged,
+    else the lowest ``val_loss``, else the lowest ``loss``.
+    """
+
+    def __init__(self, student, patience=None):
         super().__init__()
         self.student = student
-        self.best, self.best_epoch, self.weights = np.inf, None, None
+        self.patience = patience
+        self.best, self.best_epoch, self.weights = -np.inf, None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        value = logs.get("val_loss", logs.get("loss"))
-        if value is not None and value < self.best:
+        value = _progress_value(logs or {})
+        if value is None:
+            return
+        if value > self.best:
             self.best, self.best_epoch = value, epoch + 1
             self.weights = self.student.get_weights()
+        elif self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
 
     def restore(self):
         if self.weights is not None:
             self.student.set_weights(self.weights)
+
+
+_ACCURACIES = ("val_accuracy", "val_sparse_categorical_accuracy", "val_categorical_accuracy",
+               "val_acc")
+
+
+def _progress_value(logs):
+    """Higher is better: validation accuracy, else minus ``val_loss``, else minus ``loss``."""
+    for name in _ACCURACIES:
+        if name in logs:
+            return float(logs[name])
+    for name in ("val_loss", "loss"):
+        if name in logs:
+            return -float(logs[name])
+    return None
+
+
+def _steps(x, fit_kwargs):
+    """Optimizer steps of the whole run, or None when the data does not say."""
+    per_epoch = fit_kwargs.get("steps_per_epoch")
+    if per_epoch is None and hasattr(x, "cardinality"):
+        per_epoch = int(x.cardinality())
+    elif per_epoch is None and hasattr(x, "__len__") and not isinstance(x, np.ndarray):
+        per_epoch = len(x)
+    elif per_epoch is None and isinstance(x, np.ndarray):
+        per_epoch = math.ceil(len(x) / (fit_kwargs.get("batch_size") or 32))
+    if per_epoch is None or per_epoch <= 0:
+        return None
+    return per_epoch * fit_kwargs.get("epochs", 1)
+
+
+def _with_cosine_decay(config, steps):
+    """``config`` whose optimizer's learning rate decays along a cosine over ``steps``."""
+    optimizer = keras.optimizers.get(config.get("optimizer") or "rmsprop")
+    settings = optimizer.get_config()
+    rate = settings.get("learning_rate")
+    if steps is None or not isinstance(rate, numbers.Real):
+        logger.info("The learning rate stays as the optimizer has it (steps unknown or already "
+                    "a schedule).")
+        return config
+    settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(float(rate), steps)
+    return {**config, "optimizer": keras.optimizers.serialize(type(optimizer).from_config(settings))}
+
+
+def is_classifier(original, compile_kwargs=None):
+    """True when the loss of the fine-tuning setup is a categorical cross-entropy.
+
+    Distillation (the KL divergence of softened class distributions) suits
+    such models, so `keras_biprune.BiLevelPruner` distills them by default.
+
+    Example:
+
+    ```python
+    model.compile("adam", "sparse_categorical_crossentropy")
+    kb.training.is_classifier(model)                     # True
+    ```
+    """
+    loss = compile_config(original, compile_kwargs).get("loss")
+    if isinstance(loss, dict):
+        loss = loss.get("class_name", "") + str(loss.get("config", {}).get("name", ""))
+    name = str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or loss).lower()
+    return "categorical" in name and "crossentropy" in name
+
+
+# Fine-tuning without ``epochs`` runs about this many optimizer steps (see `recovery_epochs`).
+RECOVERY_STEPS = 2000
+
+
+def recovery_epochs(steps_per_epoch, low=2, high=30):
+    """Epochs of about `RECOVERY_STEPS` optimizer steps, at least ``low``, at most ``high``.
+
+    Example:
+
+    ```python
+    kb.training.recovery_epochs(steps_per_epoch=45)      # 30: a small data set
+    kb.training.recovery_epochs(steps_per_epoch=1700)    # 2: 54,000 images in batches of 32
+    ```
+    """
+    return int(min(high, max(low, math.ceil(RECOVERY_STEPS / max(1, steps_per_epoch)))))
 
 
 def _hold_zeros(model, kernel_masks):

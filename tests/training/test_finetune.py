@@ -152,3 +152,50 @@ def test_finetuning_inside_a_distribution_strategy_scope(data):
         slim = _slim(model)
         history = finetune(slim, model, *data, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_the_cosine_schedule_decays_from_the_original_rate_to_zero_over_the_run(original, data):
+    slim = _slim(original)
+    finetune(slim, original, *data, epochs=2, batch_size=32, schedule="cosine", verbose=0)
+    schedule = slim.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.initial_learning_rate == pytest.approx(1e-2)
+    assert schedule.decay_steps == 6                   # 96 samples in batches of 32, twice
+    assert int(slim.optimizer.iterations) == 6
+    assert float(slim.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(TrainingError, match="schedule must be"):
+        finetune(slim, original, *data, schedule="linear")
+
+
+def test_patience_stops_when_validation_accuracy_stalls_and_restores_the_best_epoch():
+    from keras_biprune.training.finetune import _BestWeights
+
+    student = _model()
+    callback = _BestWeights(student, patience=2)
+    callback.set_model(student)
+    student.stop_training = False
+    weights = {}
+    for epoch, accuracy in enumerate([0.5, 0.7, 0.6, 0.65, 0.9]):
+        student.get_layer("fc").bias.assign(np.full(3, float(epoch)))
+        weights[epoch] = [np.array(w) for w in student.get_weights()]
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": 1.0, "loss": 9.0})
+        if student.stop_training:
+            break
+    assert epoch == 3 and callback.best_epoch == 2    # two epochs without beating 0.7
+    callback.restore()
+    for a, b in zip(weights[1], student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_recovery_epochs_are_sized_to_the_data():
+    assert kb.training.recovery_epochs(45) == 30          # scikit-learn digits: capped
+    assert kb.training.recovery_epochs(100) == 20
+    assert kb.training.recovery_epochs(1700) == 2         # 54,000 images in batches of 32
+
+
+def test_a_categorical_cross_entropy_makes_a_classifier(original):
+    assert kb.training.is_classifier(original)
+    regressor = _model()
+    regressor.compile("adam", "mse")
+    assert not kb.training.is_classifier(regressor)
+    assert kb.training.is_classifier(regressor, {"loss": "categorical_crossentropy"})
