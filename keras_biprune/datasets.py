@@ -100,17 +100,19 @@ def _labels(y):
     return np.asarray(y).reshape(-1).astype("int64")
 
 
-def load_fashion_mnist(path=None):
+def load_fashion_mnist(path=None, download=True):
     """Fashion-MNIST (60,000 + 10,000 28×28 grayscale clothing images), offline.
 
     Looks in this order: the directory ``path`` (if given, nothing else is
     tried); the Debian package's directory ``/usr/share/datasets/fashion-mnist``
     (``apt-get install dataset-fashion-mnist``); ``keras.datasets.fashion_mnist``
-    (its cache in ``~/.keras/datasets``, or a download).
+    (its cache in ``~/.keras/datasets``, or a download), unless ``download``
+    is False.
 
     Args:
         path: a directory holding the four IDX files under their usual names
             (``train-images-idx3-ubyte`` etc., gzipped or not).
+        download: fall back to ``keras.datasets`` (which may download).
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))`` with images of shape
@@ -139,6 +141,11 @@ def load_fashion_mnist(path=None):
         raise DatasetUnavailableError(
             f"Expected the Fashion-MNIST IDX files {missing} (optionally .gz) in the "
             f"directory given. Received: path={directory!r}")
+    if not download:
+        raise DatasetUnavailableError(
+            f"Fashion-MNIST is not in {DEBIAN_FASHION_MNIST_DIR}. Received: download=False. "
+            "Install it offline with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+            "or pass download=True to fetch it through keras.datasets.")
     import keras
 
     try:

@@ -378,8 +378,9 @@ class Budget:
         below its floor. Counts are then raised a step at a time, the most
         cut unit first (up to ``limits``), while the plan still meets the
         target, until its cost is within ``TOLERANCE`` of it; where the
-        steps cannot get within ``BAND``, single channels are added the same
-        way. So a reachable target is met within ``BAND`` whatever the steps.
+        steps cannot get within ``BAND``, halved steps (down to single
+        channels) are added the same way. So a reachable target is met within
+        ``BAND`` whatever the steps.
 
         Args:
             wanted: ``{unit: count}`` before the budget (a unit is a group,
@@ -404,15 +405,19 @@ class Budget:
         if self.target is None:
             return plan_of(counts)
         ratio = self.ratio(plan_of(counts))
-        counts, ratio = self._raise(counts, limits, steps, plan_of, ratio)
-        if self.target - ratio > BAND:
-            counts, ratio = self._raise(counts, limits, dict.fromkeys(counts, 1), plan_of, ratio)
+        counts, ratio = self._raise(counts, limits, steps, plan_of, ratio, TOLERANCE)
+        while self.target - ratio > BAND and max(steps.values(), default=1) > 1:
+            steps = {u: max(1, step // 2) for u, step in steps.items()}
+            counts, ratio = self._raise(counts, limits, steps, plan_of, ratio, BAND)
         return plan_of(counts)
 
-    def _raise(self, counts, limits, steps, plan_of, ratio):
-        """Counts raised a step at a time, most cut unit first, while the target holds."""
+    def _raise(self, counts, limits, steps, plan_of, ratio, tolerance):
+        """Counts raised a step at a time, most cut unit first, while the target holds.
+
+        Stops once the cost is within ``tolerance`` of the target.
+        """
         moved = True
-        while moved and self.target - ratio > TOLERANCE:
+        while moved and self.target - ratio > tolerance:
             moved = False
             for unit in sorted(counts, key=lambda u: counts[u] / max(1, limits[u])):
                 if counts[unit] >= limits[unit]:
@@ -422,7 +427,7 @@ class Budget:
                 value = self.ratio(plan_of(trial))
                 if value <= self.target:
                     counts, ratio, moved = trial, value, True
-                    if self.target - ratio <= TOLERANCE:
+                    if self.target - ratio <= tolerance:
                         break
         return counts, ratio
 
@@ -450,8 +455,8 @@ class Budget:
 
 
 # A budget is met within BAND of its target (when the floors allow): counts are raised in
-# their steps until the cost is within TOLERANCE of the target, then by single channels
-# while it is still more than BAND below.
+# their steps until the cost is within TOLERANCE of the target, then in halved steps (down
+# to single channels) while it is still more than BAND below.
 TOLERANCE = 0.01
 BAND = 0.03
 
