@@ -6,6 +6,7 @@ import keras
 
 from keras_biprune import demo
 from keras_biprune.datasets import load_digits
+from keras_biprune.search.space import BAND
 
 
 def test_digits_split_is_reproducible_and_disjoint():
@@ -21,7 +22,7 @@ def test_demo_prunes_to_half_the_flops_and_exports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "CPU latency (ms)" in out and "val accuracy" in out
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["flops_kept"] <= 0.5
+    assert 0.5 - BAND <= report["flops_kept"] <= 0.5
     slim = keras.saving.load_model(tmp_path / "model.keras")
     assert slim.count_params() == report["params"]["pruned"] < report["params"]["original"]
     assert pruner.pruned_model_.count_params() == slim.count_params()
