@@ -18,6 +18,7 @@ from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
 from keras_biprune.search import ParetoFront
 from keras_biprune.search.objective import plan_key
+from keras_biprune.search.space import BAND
 from keras_biprune.surgery import PruningPlan, apply_plan
 from keras_biprune.training import (
     compile_config,
@@ -105,6 +106,13 @@ class BiLevelPruner(Estimator):
         search_kwargs: more arguments for the search class (``generations``,
             ``population_size``, ``max_evaluations``, …).
         n_select: ``"nsga2"`` only: front solutions fine-tuned.
+        finalists: ``"bilevel"``: how many of the search's best plans race
+            on short recoveries before the full one (1: the best by its
+            score before recovery, no race). Each round gives every finalist
+            ``finalist_steps`` more optimizer steps (distilled like the full
+            recovery), scores it on the search data and keeps the better
+            half, until one is left.
+        finalist_steps: optimizer steps a finalist gets per round.
         compile_kwargs: ``model.compile`` arguments for fine-tuning instead of
             the original's.
         temperature: distillation temperature (see
@@ -145,7 +153,8 @@ class BiLevelPruner(Estimator):
     def __init__(self, model, method="bilevel", target_flops=0.5, max_accuracy_drop=0.01,
                  channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
-                 racing=None, search_kwargs=None, n_select=3, compile_kwargs=None, temperature=4.0,
+                 racing=None, search_kwargs=None, n_select=3, finalists=1, finalist_steps=100,
+                 compile_kwargs=None, temperature=4.0,
                  alpha=0.5, schedule="cosine", patience=3, recalibrate_bn=True,
                  checkpoint_dir=None, random_state=0, verbose=1):
         self.model = model
@@ -163,6 +172,8 @@ class BiLevelPruner(Estimator):
         self.racing = racing
         self.search_kwargs = search_kwargs
         self.n_select = n_select
+        self.finalists = finalists
+        self.finalist_steps = finalist_steps
         self.compile_kwargs = compile_kwargs
         self.temperature = temperature
         self.alpha = alpha
@@ -233,6 +244,8 @@ class BiLevelPruner(Estimator):
         x_train, y_train, search_data = self._split(x, y, search_data)
         self.search(search_data=search_data)
         if self.method == "bilevel":
+            if self.finalists > 1:
+                self.plan_ = self._race(x_train, y_train, search_data, distill, fit_kwargs)
             history = self.finetune(x_train, y_train, validation_data=validation_data,
                                     distill=distill, callbacks=callbacks, **fit_kwargs)
             self._check_accuracy(validation_data, search_data)
@@ -247,7 +260,7 @@ class BiLevelPruner(Estimator):
         selected = ParetoFront(pool, self.pareto_front_.greater_is_better).select(self.n_select)
         plans = {}
         for solution in selected:            # each raised to the budget (distinct ones)
-            plan = self._search.fill(solution.plan, self.target_flops)
+            plan = self._at_budget(solution.plan)
             plans.setdefault(plan_key(plan), plan)
         scored_on = validation_data if validation_data is not None else search_data
         for plan in plans.values():
@@ -310,7 +323,7 @@ class BiLevelPruner(Estimator):
                 "or pass search_kwargs={'upper_slack': 0} so the upper level alone meets it."
             )
         self.search_result_ = result
-        self.plan_ = result.best.plan
+        self.plan_ = self._at_budget(result.best.plan)
         self.pareto_front_ = result.front
         self.search_history_ = result.history
         self.report_["search"] = {"method": self.method, "evaluations": result.n_evaluations,
@@ -339,17 +352,10 @@ class BiLevelPruner(Estimator):
         data = x if y is None else (x, y)
         if self.recalibrate_bn and x is not None:
             recalibrate_batch_norm(slim, data)
-        if distill == "auto":
-            distill = is_classifier(self.model, self.compile_kwargs)
         if "epochs" not in fit_kwargs:
             fit_kwargs["epochs"] = recovery_epochs(_steps_per_epoch(x, fit_kwargs))
-        masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in self.plan_.kernels}
-        self.history_ = finetune(
-            slim, self.model, x, y, compile_kwargs=self.compile_kwargs, callbacks=callbacks,
-            teacher=self.model if distill else None, temperature=self.temperature,
-            alpha=self.alpha, kernel_masks=masks, shuffle_seed=self.random_state,
-            schedule=self.schedule, patience=self.patience, validation_data=validation_data,
-            verbose=fit_kwargs.pop("verbose", self.verbose), **fit_kwargs)
+        self.history_ = self._recover(slim, x, y, distill, callbacks=callbacks,
+                                      validation_data=validation_data, **fit_kwargs)
         if self.recalibrate_bn and x is not None:
             recalibrate_batch_norm(slim, data)
         self.pruned_model_ = slim
@@ -357,6 +363,61 @@ class BiLevelPruner(Estimator):
         if self.method == "bilevel":
             self._fill_report(validation_data)
         return self.history_
+
+    def _at_budget(self, plan):
+        """``plan`` raised to the budget's band when it is under it (upper-level plans only).
+
+        A bi-level plan's lower level can only cut input channels, so on a
+        narrow model a single channel may be worth more than the band: its
+        groups then get channels back here. Plans that keep input or kernel
+        masks are left as they are.
+        """
+        if self.target_flops is None or plan.inputs or plan.kernels:
+            return plan
+        full = cost(self._graph())
+        if cost(self._graph(), plan).macs / full.macs >= self.target_flops - BAND:
+            return plan
+        return self._search.fill(plan, self.target_flops)
+
+    def _recover(self, slim, x, y, distill, **fit_kwargs):
+        """``finetune`` with the pruner's recovery settings (kernel zeros held)."""
+        if distill == "auto":
+            distill = is_classifier(self.model, self.compile_kwargs)
+        masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in self.plan_.kernels}
+        return finetune(
+            slim, self.model, x, y, compile_kwargs=self.compile_kwargs,
+            teacher=self.model if distill else None, temperature=self.temperature,
+            alpha=self.alpha, kernel_masks=masks, shuffle_seed=self.random_state,
+            schedule=self.schedule, patience=self.patience,
+            verbose=fit_kwargs.pop("verbose", self.verbose), **fit_kwargs)
+
+    def _race(self, x, y, search_data, distill, fit_kwargs):
+        """The finalist plan that scores best on the search data after short recoveries."""
+        plans = [self._at_budget(s.plan) for s in self.search_result_.ranked[:self.finalists]] \
+            or [self.plan_]
+        per_epoch = _steps_per_epoch(x, fit_kwargs)
+        short = {"epochs": math.ceil(self.finalist_steps / per_epoch),
+                 "steps_per_epoch": min(self.finalist_steps, per_epoch),
+                 "verbose": 0, **{k: v for k, v in fit_kwargs.items() if k == "batch_size"}}
+        models, alive, rounds = {}, list(range(len(plans))), []
+        while len(alive) > 1:
+            scores = {}
+            for i in alive:
+                self.plan_ = plans[i]
+                if i not in models:
+                    models[i] = self.prune()
+                    if self.recalibrate_bn:
+                        recalibrate_batch_norm(models[i], x if y is None else (x, y))
+                self._recover(models[i], x, y, distill, **short)
+                scores[i] = self._score(models[i], search_data)
+            rounds.append(scores)
+            alive = sorted(alive, key=lambda i: -scores[i])[:math.ceil(len(alive) / 2)]
+        self.report_["race"] = {"finalists": len(plans), "steps_per_round": self.finalist_steps,
+                                "rounds": [{str(i): v for i, v in r.items()} for r in rounds],
+                                "winner": alive[0],
+                                "scores_before": [s.score for s in
+                                                  self.search_result_.ranked[:len(plans)]]}
+        return plans[alive[0]]
 
     # ------------------------------------------------------------ reporting
     def _graph(self):

@@ -23,6 +23,9 @@ class SearchResult:
         history: one dict per generation (``generation``, ``best``, ``mean``
             fitness, ``evaluations``, ``elapsed`` seconds, and more per search).
         n_evaluations: plans the evaluator scored.
+        ranked: the distinct plans within the constraints, best first by the
+            search's fitness, as `Solution`s (the finalists a recovery race
+            chooses from, see `keras_biprune.BiLevelPruner`).
 
     Example:
 
@@ -37,6 +40,7 @@ class SearchResult:
     front: ParetoFront
     history: list
     n_evaluations: int
+    ranked: list = dataclasses.field(default_factory=list)
 
 
 class Search:
@@ -200,6 +204,20 @@ class Search:
                 "mean": float(np.mean(fitness[np.isfinite(fitness)])) if np.isfinite(
                     fitness).any() else float("nan"),
                 "evaluations": self._objective.n_evaluations, "elapsed": elapsed, **extra}
+
+    def _ranked(self, plans, fitness):
+        """Distinct feasible plans as `Solution`s, highest ``fitness`` first."""
+        solutions, seen = [], set()
+        for index in np.argsort(-np.asarray(fitness, dtype="float64"), kind="stable"):
+            solution = self._solution(plans[index])
+            key = plan_key(solution.plan)
+            if key in seen:
+                continue
+            seen.add(key)
+            if self._objective.violation(np.array([solution.score]),
+                                         np.array([solution.cost]))[0] == 0:
+                solutions.append(solution)
+        return solutions
 
     def _front(self, plans):
         solutions = [self._solution(p) for p in plans]

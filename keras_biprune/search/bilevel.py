@@ -182,8 +182,10 @@ class BiLevelSearch(Search):
                 "history": history, "elapsed": record["elapsed"]})
             progress.update(generation, record)
         progress.close(generation)
-        front = self._front([p for _, p in self._responses.values()])
-        return SearchResult(self._best(), front, history, self._objective.n_evaluations)
+        responses = list(self._responses.values())
+        front = self._front([p for _, p in responses])
+        ranked = self._ranked([p for _, p in responses], [f for f, _ in responses])
+        return SearchResult(self._best(), front, history, self._objective.n_evaluations, ranked)
 
     def _best(self):
         _, plan = max(self._responses.values(), key=lambda item: item[0])

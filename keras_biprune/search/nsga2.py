@@ -84,7 +84,8 @@ class NSGA2Search(Search):
         progress.close(generation)
         front = self._front(self._plans.values())
         best = max(front, key=lambda s: self._objective.sign * s.score) if len(front) else None
-        return SearchResult(best, front, history, self._objective.n_evaluations)
+        ranked = sorted(front, key=lambda s: -self._objective.sign * s.score)
+        return SearchResult(best, front, history, self._objective.n_evaluations, ranked)
 
     def _fitness(self, genomes):
         """Rows of (oriented score, 1 - cost); infeasible rows below every feasible one."""
