@@ -18,7 +18,7 @@ import numpy as np
 import keras_biprune as kb
 from keras_biprune.datasets import DatasetUnavailableError, load_digits, load_fashion_mnist
 
-PRESETS = {   # (training steps, search settings); fine-tuning is the pruner's default recovery
+PRESETS = {   # (training steps, search settings); the pruner's default recovery, as many steps
     "quick": (100, {"generations": 2, "population_size": 4, "islands": 2}),
     "default": (700, {"generations": 4, "population_size": 6, "islands": 2}),
     "strong": (2000, {"generations": 10, "population_size": 8, "islands": 3}),
@@ -111,7 +111,7 @@ def main(argv=None):
                               random_state=args.seed, verbose=1)
     started = time.perf_counter()
     pruner.fit(x_train, y_train, validation_data=(x_test, y_test), batch_size=BATCH_SIZE,
-               verbose=2)
+               epochs=epochs, verbose=2)
     print(f"Searched and fine-tuned in {time.perf_counter() - started:.0f} s.\n")
     pruner.summary()
     table(model, pruner.pruned_model_)
