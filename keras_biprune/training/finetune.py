@@ -261,16 +261,23 @@ def _steps(x, fit_kwargs):
 
 
 def _with_cosine_decay(config, steps):
-    """``config`` whose optimizer's learning rate decays along a cosine over ``steps``."""
-    optimizer = keras.optimizers.get(config.get("optimizer") or "rmsprop")
-    settings = optimizer.get_config()
-    rate = settings.get("learning_rate")
-    if steps is None or not isinstance(rate, numbers.Real):
-        logger.info("The learning rate stays as the optimizer has it (steps unknown or already "
-                    "a schedule).")
+    """``config`` whose optimizer's learning rate decays along a cosine over ``steps``.
+
+    The decay starts at the optimizer's learning rate, or at the initial rate
+    of its schedule (a schedule that decayed over the original training ends
+    near zero, too low to recover with).
+    """
+    optimizer = keras.optimizers.get(copy.deepcopy(config.get("optimizer") or "rmsprop"))
+    rate = getattr(optimizer, "_learning_rate", None)
+    rate = getattr(rate, "initial_learning_rate", rate)
+    if steps is None or not isinstance(rate, numbers.Real | keras.Variable):
+        logger.info("The learning rate stays as the optimizer has it (the steps of the run "
+                    "are unknown, or its schedule has no initial rate).")
         return config
+    settings = optimizer.get_config()
     settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(float(rate), steps)
-    return {**config, "optimizer": keras.optimizers.serialize(type(optimizer).from_config(settings))}
+    return {**config,
+            "optimizer": keras.optimizers.serialize(type(optimizer).from_config(settings))}
 
 
 def is_classifier(original, compile_kwargs=None):

@@ -199,3 +199,16 @@ def test_a_categorical_cross_entropy_makes_a_classifier(original):
     regressor.compile("adam", "mse")
     assert not kb.training.is_classifier(regressor)
     assert kb.training.is_classifier(regressor, {"loss": "categorical_crossentropy"})
+
+
+def test_a_scheduled_original_restarts_its_cosine_from_the_schedule_initial_rate(data):
+    original = _model()
+    original.compile(keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+        3e-3, 10, 0.1)), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    config = original.get_compile_config()
+    slim = _slim(original)
+    finetune(slim, original, *data, epochs=1, batch_size=32, schedule="cosine", verbose=0)
+    schedule = slim.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.initial_learning_rate == pytest.approx(3e-3) and schedule.decay_steps == 3
+    assert original.get_compile_config() == config
