@@ -373,7 +373,7 @@ def _groups(rows):
 def _mean_std(values):
     values = np.asarray(values, float)
     return (f"{values.mean():.4f}" if len(values) == 1
-            else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
+            else f"{values.mean():.4f}\u00a0±\u00a0{values.std(ddof=1):.4f}")  # one line in a cell
 
 
 def _models(table):
@@ -385,38 +385,38 @@ def _models(table):
 def report(rows):
     """Markdown tables per model, each narrow enough for a documentation page.
 
-    Accuracy (budget, method, seeds, FLOPs, params, accuracy before and after
-    fine-tuning, mean ± std over seeds), then speed (latency ratios and search
-    seconds) for the same rows.
+    Accuracy (budget, method, FLOPs, params, accuracy before and after
+    fine-tuning, mean ± std over seeds), then the same rows' seeds, latency
+    ratios and search seconds.
     """
     table = _groups(rows)
     for model, dataset in _models(table):
         keys = sorted(k for k in table if k[:2] == (model, dataset))
         print(f"\n### {NAMES.get(model, model)} ({dataset})\n")
         print("Accuracy (test images; FLOPs and params: kept share of the unpruned model):\n")
-        print("| budget | method | seeds | FLOPs | params | acc. before FT (BN re-est.) "
-              "| acc. after FT |")
-        print("|---|---|---|---|---|---|---|")
+        print("| budget | method | FLOPs | params | acc. before FT (BN re-est.) | acc. after FT |")
+        print("|---|---|---|---|---|---|")
         for key in keys:
             group = table[key]
             flops = f"{np.mean([_flops(r) for r in group]):.3f}"
             if key[3] == "bilevel-filter":      # sparse MACs meet the budget; dense run
                 flops += f" ({np.mean([r['flops'] for r in group]):.3f} dense)"
-            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops} "
+            print(f"| {key[2]:.2f} | {key[3]} | {flops} "
                   f"| {np.mean([r['params'] for r in group]):.3f} "
                   f"| {_mean_std([r['accuracy_before_bn'] for r in group])} "
                   f"| {_mean_std([r['accuracy_after'] for r in group])} |")
         unpruned = next(r["unpruned_accuracy"] for r in rows
                         if (r["model"], r["dataset"]) == (model, dataset))
         print(f"\nunpruned test accuracy: {unpruned:.4f}")
-        print("\nSpeed (latency: pruned / unpruned, mean over seeds):\n")
-        print("| budget | method | TF b1 / b64 | TFLite b1 / b64 | search s |")
-        print("|---|---|---|---|---|")
+        print("\nSeeds, speed (latency: pruned / unpruned, mean over seeds) and search time:\n")
+        print("| budget | method | seeds | TF b1 / b64 | TFLite b1 / b64 | search s |")
+        print("|---|---|---|---|---|---|")
         for key in keys:
             group = table[key]
             lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
                                   for r in group]) for name in group[0]["latency_ms"]}
-            print(f"| {key[2]:.2f} | {key[3]} | {lat['tf_b1']:.2f} / {lat['tf_b64']:.2f} "
+            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} "
+                  f"| {lat['tf_b1']:.2f} / {lat['tf_b64']:.2f} "
                   f"| {lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f} "
                   f"| {np.mean([r['search_seconds'] for r in group]):.0f} |")
 
@@ -446,7 +446,7 @@ def plot(rows, out):
     models = _models(table)
     style = {"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 12}
     with matplotlib.rc_context(style):
-        fig = Figure(figsize=(3.6 * len(models) + 0.6, 5.4), layout="constrained")
+        fig = Figure(figsize=(2.8 * len(models) + 0.5, 5.2), layout="constrained")
         axes = fig.subplots(1, len(models), squeeze=False)[0]
         faint = None
         for ax, (model, dataset) in zip(axes, models):
@@ -468,7 +468,7 @@ def plot(rows, out):
                             if (r["model"], r["dataset"]) == (model, dataset))
             ax.axhline(unpruned, color="black", linestyle="--", linewidth=0.9)
             ax.text(0.03, unpruned, f"unpruned {unpruned:.3f}", transform=ax.get_yaxis_transform(),
-                    va="top", fontsize=11)
+                    va="top", fontsize=10)
             ax.set(title=NAMES.get(model, model), xlabel="FLOPs kept (dense MACs)")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel(f"test accuracy after fine-tuning ({rows[0]['dataset']})")
@@ -484,11 +484,11 @@ def plot(rows, out):
         if faint is not None:
             handles.append(faint)
             labels.append("other methods")
-        fig.legend(handles, labels, loc="outside lower center", ncol=(len(labels) + 1) // 2,
-                   frameon=False)
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False,
+                   columnspacing=1.2, handlelength=2.4)
         fig.savefig(out + "_accuracy.png", dpi=110)
 
-        fig = Figure(figsize=(10, 4.4), layout="constrained")
+        fig = Figure(figsize=(8.6, 4.0), layout="constrained")
         for ax, batch in zip(fig.subplots(1, 2, sharey=True), (1, 64)):
             for engine, marker, color in (("tf", "o", "tab:blue"), ("tflite", "^", "tab:orange")):
                 name = f"{engine}_b{batch}"
@@ -505,7 +505,7 @@ def plot(rows, out):
                    xlim=(0, 1.05), ylim=(0, 1.5))
             ax.grid(alpha=0.3)
         fig.axes[0].set_ylabel("latency (pruned / unpruned)")
-        fig.axes[1].legend(loc="lower right")
+        fig.axes[1].legend(loc="upper left")
         fig.savefig(out + "_latency.png", dpi=110)
 
 
