@@ -54,6 +54,16 @@ FULL = {"islands": 2, "population": 8, "generations": 8, "nsga2_population": 24,
 QUICK = {"islands": 1, "population": 4, "generations": 2, "nsga2_population": 8,
          "nsga2_generations": 2, "eval_size": 256, "finetune_epochs": 5, "latency_rounds": 2,
          "latency_runs": 5}
+NAMES = {"vgg_small": "VGG-small", "resnet20": "ResNet-20", "mobilenetv2": "MobileNetV2-small"}
+# The figure's key methods: ours, then the strongest baselines (label, colour, marker, line).
+KEY = {"bilevel-layer": ("bi-level (layer)", "tab:blue", "o", "-"),
+       "bilevel-filter": ("bi-level (filter)", "tab:purple", "D", "-"),
+       "nsga2": ("NSGA-II", "tab:cyan", "v", "-"),
+       "blend": ("blend", "tab:red", "o", "-"),
+       "taylor": ("Taylor", "tab:olive", "s", "--"),
+       "bn-slimming": ("BN-slimming", "tab:brown", "s", "--"),
+       "torch-pruning-l1": ("Torch-Pruning L1", "tab:green", "^", ":"),
+       "torch-pruning-taylor": ("Torch-Pruning Taylor", "tab:orange", "^", ":")}
 SEARCH_IMAGES = {"fashion_mnist": 5000, "digits": 300, "cifar10": 5000, "cifar100": 5000}
 
 
@@ -363,85 +373,140 @@ def _groups(rows):
 def _mean_std(values):
     values = np.asarray(values, float)
     return (f"{values.mean():.4f}" if len(values) == 1
-            else f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
+            else f"{values.mean():.4f}\u00a0±\u00a0{values.std(ddof=1):.4f}")  # one line in a cell
+
+
+def _models(table):
+    """(model, dataset) pairs in the page's order: VGG-small, ResNet-20, MobileNetV2-small."""
+    order = {name: i for i, name in enumerate(NAMES)}
+    return sorted({(k[0], k[1]) for k in table}, key=lambda m: (order.get(m[0], len(order)), m))
 
 
 def report(rows):
-    """Markdown tables: per model and budget, every method (mean ± std over seeds)."""
+    """Markdown tables per model, each narrow enough for a documentation page.
+
+    Accuracy (budget, method, FLOPs, params, accuracy before and after
+    fine-tuning, mean ± std over seeds), then the same rows' seeds, latency
+    ratios and search seconds.
+    """
     table = _groups(rows)
-    models = sorted({(k[0], k[1]) for k in table})
-    for model, dataset in models:
-        print(f"\n### {model} ({dataset})\n")
-        print("| budget | method | seeds | FLOPs | params | acc. before FT (BN re-est.) "
-              "| acc. after FT | TF b1 / b64 latency ratio | TFLite b1 / b64 | search s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for key in sorted(k for k in table if k[:2] == (model, dataset)):
+    for model, dataset in _models(table):
+        keys = sorted(k for k in table if k[:2] == (model, dataset))
+        print(f"\n### {NAMES.get(model, model)} ({dataset})\n")
+        print("Accuracy (test images; FLOPs and params: kept share of the unpruned model):\n")
+        print("| budget | method | FLOPs | params | acc. before FT (BN re-est.) | acc. after FT |")
+        print("|---|---|---|---|---|---|")
+        for key in keys:
             group = table[key]
             flops = f"{np.mean([_flops(r) for r in group]):.3f}"
             if key[3] == "bilevel-filter":      # sparse MACs meet the budget; dense run
                 flops += f" ({np.mean([r['flops'] for r in group]):.3f} dense)"
-            lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
-                                  for r in group]) for name in group[0]["latency_ms"]}
-            tf = f"{lat['tf_b1']:.2f} / {lat['tf_b64']:.2f}"
-            lite = f"{lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f}"
-            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} | {flops} "
+            print(f"| {key[2]:.2f} | {key[3]} | {flops} "
                   f"| {np.mean([r['params'] for r in group]):.3f} "
                   f"| {_mean_std([r['accuracy_before_bn'] for r in group])} "
-                  f"| {_mean_std([r['accuracy_after'] for r in group])} | {tf} | {lite} "
-                  f"| {np.mean([r['search_seconds'] for r in group]):.0f} |")
+                  f"| {_mean_std([r['accuracy_after'] for r in group])} |")
         unpruned = next(r["unpruned_accuracy"] for r in rows
                         if (r["model"], r["dataset"]) == (model, dataset))
         print(f"\nunpruned test accuracy: {unpruned:.4f}")
+        print("\nSeeds, speed (latency: pruned / unpruned, mean over seeds) and search time:\n")
+        print("| budget | method | seeds | TF b1 / b64 | TFLite b1 / b64 | search s |")
+        print("|---|---|---|---|---|---|")
+        for key in keys:
+            group = table[key]
+            lat = {name: np.mean([r["latency_ms"][name][1] / r["latency_ms"][name][0]
+                                  for r in group]) for name in group[0]["latency_ms"]}
+            print(f"| {key[2]:.2f} | {key[3]} | {len(group)} "
+                  f"| {lat['tf_b1']:.2f} / {lat['tf_b64']:.2f} "
+                  f"| {lat['tflite_b1']:.2f} / {lat['tflite_b64']:.2f} "
+                  f"| {np.mean([r['search_seconds'] for r in group]):.0f} |")
+
+
+def _dense_flops(row):
+    """Dense MACs kept: what a dense kernel computes, for every method alike."""
+    return row["flops"]
 
 
 def plot(rows, out):
-    """``<out>_accuracy.png`` (accuracy drop after fine-tuning vs FLOPs) and
-    ``<out>_latency.png`` (latency ratio vs FLOPs ratio)."""
+    """``<out>_accuracy.png`` and ``<out>_latency.png``, readable at a page's width.
+
+    Accuracy: test accuracy after fine-tuning against the *dense* FLOPs kept,
+    one panel per model, mean over seeds with ± std bars; our four methods
+    and the strongest baselines (`KEY`) in their own colours and markers,
+    every other method as one faint grey line, the unpruned accuracy dashed.
+    ``bilevel-filter`` sits at its dense MACs (its budget counts sparse
+    ones). Latency: latency ratio against FLOPs ratio over every row (but
+    ``bilevel-filter``), TF and TFLite, batch 1 and 64.
+    """
     if not rows:
         return
+    import matplotlib
     from matplotlib.figure import Figure
 
     table = _groups(rows)
-    models = sorted({(k[0], k[1]) for k in table})
-    methods = sorted({k[3] for k in table})
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    markers = {m: ("o" if m in OURS or m.startswith("bilevel") else
-                   "s" if m.startswith("torch") else "x") for m in methods}
-    fig = Figure(figsize=(5 * len(models), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(models), squeeze=False)[0]
-    for ax, (model, dataset) in zip(axes, models):
-        for method in methods:
-            points = sorted((np.mean([_flops(r) for r in g]),
-                             np.mean([r["accuracy_after"] - r["unpruned_accuracy"] for r in g]),
-                             np.std([r["accuracy_after"] for r in g]))
-                            for k, g in table.items() if k[:2] == (model, dataset)
-                            and k[3] == method)
-            if points:
+    models = _models(table)
+    style = {"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 12}
+    with matplotlib.rc_context(style):
+        fig = Figure(figsize=(2.8 * len(models) + 0.5, 5.2), layout="constrained")
+        axes = fig.subplots(1, len(models), squeeze=False)[0]
+        faint = None
+        for ax, (model, dataset) in zip(axes, models):
+            for method in sorted({k[3] for k in table if k[:2] == (model, dataset)}):
+                points = sorted(
+                    (np.mean([_dense_flops(r) for r in g]),
+                     np.mean([r["accuracy_after"] for r in g]),
+                     np.std([r["accuracy_after"] for r in g], ddof=1) if len(g) > 1 else 0.0)
+                    for k, g in table.items() if k[:2] == (model, dataset) and k[3] == method)
                 x, y, e = map(np.array, zip(*points))
-                ax.errorbar(x, y, yerr=e, label=method, color=colors[method],
-                            marker=markers[method], linestyle="-" if len(x) > 1 else "none",
-                            capsize=2)
-        ax.axhline(0, color="gray", linewidth=0.8)
-        ax.set(title=f"{model} ({dataset})", xlabel="FLOPs kept (share of unpruned)",
-               ylabel="test accuracy after fine-tune − unpruned")
-    axes[-1].legend(fontsize=7, ncol=2)
-    fig.savefig(out + "_accuracy.png", dpi=110)
+                if method in KEY:
+                    label, color, marker, line = KEY[method]
+                    ax.errorbar(x, y, yerr=e, label=label, color=color, marker=marker,
+                                linestyle=line, linewidth=1.6, markersize=6, capsize=2, zorder=3)
+                else:
+                    faint = ax.plot(x, y, color="0.75", linewidth=0.9, marker=".",
+                                    markersize=4, zorder=1, label="other criteria")[0]
+            unpruned = next(r["unpruned_accuracy"] for r in rows
+                            if (r["model"], r["dataset"]) == (model, dataset))
+            ax.axhline(unpruned, color="black", linestyle="--", linewidth=0.9)
+            ax.text(0.03, unpruned, f"unpruned {unpruned:.3f}", transform=ax.get_yaxis_transform(),
+                    va="top", fontsize=10)
+            ax.set(title=NAMES.get(model, model), xlabel="FLOPs kept (dense MACs)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel(f"test accuracy after fine-tuning ({rows[0]['dataset']})")
+        handles, labels = [], []
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                if label not in labels and label != "other criteria":
+                    handles.append(handle)
+                    labels.append(label)
+        order = [label for label, *_ in KEY.values()]
+        pairs = sorted(zip(labels, handles), key=lambda p: order.index(p[0]))
+        labels, handles = [p[0] for p in pairs], [p[1] for p in pairs]
+        if faint is not None:
+            handles.append(faint)
+            labels.append("other methods")
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False,
+                   columnspacing=1.2, handlelength=2.4)
+        fig.savefig(out + "_accuracy.png", dpi=110)
 
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    for ax, batch in zip(fig.subplots(1, 2), (1, 64)):
-        for engine, marker in (("tf", "o"), ("tflite", "^")):
-            name = f"{engine}_b{batch}"
-            pts = [(r["flops"], r["latency_ms"][name][1] / r["latency_ms"][name][0])
-                   for r in rows if name in r["latency_ms"] and r["method"] != "bilevel-filter"]
-            if pts:
-                ax.scatter(*zip(*pts), marker=marker, label=engine, alpha=0.7)
-        grid = np.linspace(0, 1, 11)
-        ax.plot(grid, grid, "k--", linewidth=0.8, label="latency = FLOPs")
-        ax.plot(grid, 1.2 * grid, "k:", linewidth=0.8, label="goal: 1.2 × FLOPs")
-        ax.set(title=f"batch {batch}", xlabel="FLOPs ratio (pruned / unpruned)",
-               ylabel="latency ratio", xlim=(0, 1.05), ylim=(0, 1.5))
-        ax.legend(fontsize=7)
-    fig.savefig(out + "_latency.png", dpi=110)
+        fig = Figure(figsize=(8.6, 4.0), layout="constrained")
+        for ax, batch in zip(fig.subplots(1, 2, sharey=True), (1, 64)):
+            for engine, marker, color in (("tf", "o", "tab:blue"), ("tflite", "^", "tab:orange")):
+                name = f"{engine}_b{batch}"
+                pts = [(r["flops"], r["latency_ms"][name][1] / r["latency_ms"][name][0])
+                       for r in rows
+                       if name in r["latency_ms"] and r["method"] != "bilevel-filter"]
+                if pts:
+                    ax.scatter(*zip(*pts), marker=marker, color=color, s=18, alpha=0.6,
+                               label="TensorFlow" if engine == "tf" else "TFLite")
+            grid = np.linspace(0, 1, 11)
+            ax.plot(grid, grid, "k--", linewidth=0.9, label="latency = FLOPs")
+            ax.plot(grid, 1.2 * grid, "k:", linewidth=0.9, label="goal: 1.2 × FLOPs")
+            ax.set(title=f"batch {batch}", xlabel="FLOPs kept (pruned / unpruned)",
+                   xlim=(0, 1.05), ylim=(0, 1.5))
+            ax.grid(alpha=0.3)
+        fig.axes[0].set_ylabel("latency (pruned / unpruned)")
+        fig.axes[1].legend(loc="upper left")
+        fig.savefig(out + "_latency.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,26 @@ def _points(items, name):
     return np.array(rows, dtype="float64").reshape(-1, 2)
 
 
-def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, others=None, ax=None):
-    """Score against kept cost of the plans on a Pareto front.
+def _metric_name(metric):
+    """``"accuracy"`` -> ``"Accuracy"``: the y axis names what the score measures."""
+    if metric is None:
+        return "Score"
+    if not isinstance(metric, str) or not metric.strip():
+        raise SearchError(f"metric must be the name of the score (e.g. 'accuracy') or None. "
+                          f"Received: metric={metric!r}.")
+    metric = metric.strip().replace("_", " ")
+    return metric[0].upper() + metric[1:]
+
+
+def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, others=None,
+                      metric=None, target=None, finetuned=None, ax=None):
+    """Accuracy (or another score) against kept cost of the plans on a Pareto front.
 
     The front is drawn as a step line with markers: for every kept share of the
     cost measure, the best score a plan on the front reaches at that cost.
+    Front scores are measured *before* fine-tuning (with adaptive batch norm);
+    ``finetuned`` adds the chosen plan's score after it, so the two can be
+    told apart on one figure.
 
     Args:
         front: a `keras_biprune.search.ParetoFront` with at least one solution.
@@ -64,21 +79,31 @@ def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, other
         chosen: one `Solution` (or (cost, score) pair) to mark with a star, or None.
         others: (cost, score) pairs (or `Solution` objects) of other evaluated
             plans, drawn as a faint cloud, or None.
+        metric: the name of what the score measures, e.g. ``"accuracy"``
+            (the evaluator's ``metric``): the y axis then reads "Accuracy
+            before fine-tuning". None keeps the generic "Score".
+        target: the cost budget (e.g. ``target_flops=0.5``), drawn as a
+            vertical dotted line, or None.
+        finetuned: ``(cost, score)`` of the chosen plan after fine-tuning
+            (the pruned model's measured share of the cost and its score),
+            drawn as a green diamond, or None.
         ax: a matplotlib `Axes` to draw into, or None for a new figure.
 
     Returns:
         The `matplotlib.figure.Figure` (the figure of ``ax`` when given).
 
     Raises:
-        SearchError: ``front`` is not a non-empty `ParetoFront`, or a point is malformed.
+        SearchError: ``front`` is not a non-empty `ParetoFront`, a point is
+            malformed, or ``metric``, ``target`` or ``baseline`` is not what it should be.
 
     Example:
 
     ```python
     from keras_biprune.plotting import plot_pareto_front
     result = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.05).run()
-    fig = plot_pareto_front(result.front, baseline=evaluator.baseline,
-                            selected=result.front.select(3), chosen=result.best)
+    fig = plot_pareto_front(result.front, baseline=evaluator.baseline, metric="accuracy",
+                            selected=result.front.select(3), chosen=result.best,
+                            target=0.5, finetuned=(0.49, 0.91))
     fig.savefig("front.png")
     ```
     """
@@ -90,9 +115,12 @@ def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, other
         raise SearchError("plot_pareto_front needs a ParetoFront with at least one solution. "
                           "Received: an empty front (no feasible plan was found). Loosen "
                           "max_accuracy_drop or target, or search longer.")
-    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, numbers.Real)):
-        raise SearchError(f"baseline must be a number (the unpruned score) or None. "
-                          f"Received: baseline={baseline!r}.")
+    for name, value in (("baseline", baseline), ("target", target)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            what = "the unpruned score" if name == "baseline" else "the kept share, e.g. 0.5"
+            raise SearchError(f"{name} must be a number ({what}) or None. "
+                              f"Received: {name}={value!r}.")
+    name = _metric_name(metric)
     points = _points(front.solutions, "front")
     figure, ax = _axes(ax, (7.0, 4.5), "plot_pareto_front")
     if others is not None:
@@ -103,6 +131,9 @@ def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, other
             label=f"Pareto front ({len(points)} plans)")
     if baseline is not None:
         ax.axhline(float(baseline), linestyle="--", linewidth=1, color="black", label="unpruned")
+    if target is not None:
+        ax.axvline(float(target), linestyle=":", linewidth=1.5, color="tab:purple",
+                   label=f"target ({float(target):.0%} kept)")
     if selected is not None:
         picked = _points(selected, "selected")
         ax.scatter(picked[:, 0], picked[:, 1], s=150, facecolors="none", edgecolors="tab:orange",
@@ -110,12 +141,18 @@ def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, other
     if chosen is not None:
         (cost, score), = _points([chosen], "chosen")
         ax.scatter([cost], [score], marker="*", s=300, color="tab:red", edgecolors="black",
-                   zorder=5, label=f"chosen ({cost:.0%} kept, score {score:.3g})")
+                   zorder=5, label=f"chosen ({cost:.0%} kept, {name.lower()} {score:.3g})")
+    if finetuned is not None:
+        (cost, score), = _points([finetuned], "finetuned")
+        label = f"after fine-tuning ({cost:.0%} kept, {name.lower()} {score:.3g})"
+        ax.scatter([cost], [score], marker="D", s=90, color="tab:green", edgecolors="black",
+                   zorder=6, label=label)
     measure = _MEASURES.get(front.measure, str(front.measure).capitalize())
     direction = "higher" if getattr(front, "greater_is_better", True) else "lower"
-    ax.set(xlabel=f"{measure} kept (share of the unpruned model)",
-           ylabel=f"Score before fine-tuning ({direction} is better)",
-           title=f"Pareto front: score against {measure} kept")
+    ylabel = (f"{name} before fine-tuning ({direction} is better)" if finetuned is None else
+              f"{name} ({direction} is better)\nfront: before fine-tuning, ◆: after")
+    ax.set(xlabel=f"{measure} kept (share of the unpruned model)", ylabel=ylabel,
+           title=f"Pareto front: {name.lower()} against {measure} kept")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return figure

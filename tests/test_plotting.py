@@ -81,6 +81,42 @@ def test_pareto_front_figure(front, tmp_path):
     _saves(figure, tmp_path, "front.png")
 
 
+def test_pareto_front_says_accuracy_and_draws_target_and_finetuned(front):
+    figure = plot_pareto_front(front, baseline=0.95, chosen=front[1], metric="accuracy",
+                               target=0.5, finetuned=(0.48, 0.93))
+    (ax,) = figure.axes
+    assert ax.get_ylabel() == ("Accuracy (higher is better)\n"
+                               "front: before fine-tuning, ◆: after")
+    assert "score" not in ax.get_ylabel().lower() and "accuracy" in ax.get_title()
+    target = _line(ax, "target")
+    np.testing.assert_allclose(target.get_xdata(), [0.5, 0.5])
+    assert tuple(target.get_ydata()) == (0, 1) and target.get_transform() is not ax.transData
+    assert target.get_linestyle() == ":"
+    clouds = {c.get_label().split(" (")[0]: c for c in ax.collections
+              if isinstance(c, PathCollection)}
+    np.testing.assert_allclose(clouds["after fine-tuning"].get_offsets(), [[0.48, 0.93]])
+    np.testing.assert_allclose(clouds["chosen"].get_offsets(), [[0.5, 0.8]])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "target (50% kept)" in labels
+    assert "after fine-tuning (48% kept, accuracy 0.93)" in labels
+    assert "chosen (50% kept, accuracy 0.8)" in labels
+    names = plot_pareto_front(front, metric="top_5_accuracy").axes[0].get_ylabel()
+    assert names.startswith("Top 5 accuracy before fine-tuning")
+
+
+def test_pareto_front_without_the_new_arguments_draws_no_target_or_finetuned(front):
+    ax = plot_pareto_front(front, chosen=front[1], metric="accuracy").axes[0]
+    assert ax.get_ylabel() == "Accuracy before fine-tuning (higher is better)"
+    assert not [line for line in ax.get_lines() if line.get_label().startswith("target")]
+    assert [c.get_label().split(" (")[0] for c in ax.collections] == ["chosen"]
+    with pytest.raises(kb.SearchError, match="target must be a number.*Received: target='half'"):
+        plot_pareto_front(front, target="half")
+    with pytest.raises(kb.SearchError, match="metric must be the name"):
+        plot_pareto_front(front, metric=3)
+    with pytest.raises(kb.SearchError, match="finetuned must hold"):
+        plot_pareto_front(front, finetuned=("a", "b"))
+
+
 def test_pareto_front_measure_and_minimal(front):
     params = kb.search.ParetoFront(front.solutions, greater_is_better=False, measure="params")
     ax = plot_pareto_front(params).axes[0]
