@@ -481,13 +481,23 @@ class BiLevelPruner(Estimator):
         return text
 
     def plot_pareto_front(self, **kwargs):
-        """A matplotlib Figure of the front (see `keras_biprune.plotting.plot_pareto_front`)."""
+        """A matplotlib Figure of the front (see `keras_biprune.plotting.plot_pareto_front`).
+
+        The budget is drawn as a vertical line and, after ``fit`` with
+        validation data, the pruned model's accuracy after recovery as a
+        diamond.
+        """
         from keras_biprune import plotting
 
         chosen = next((s for s in self.pareto_front_ if s.plan == self.plan_), None)
+        pruned = self.report_.get("validation", {}).get("pruned", {})
+        kept = self.report_.get("sparse_flops_kept" if self.plan_.kernels else "flops_kept")
+        finetuned = (kept, pruned[self.metric]) if self.metric in pruned and kept else None
+        settings = {"metric": self.metric if isinstance(self.metric, str) else None,
+                    "target": self.target_flops, "finetuned": finetuned}
         return plotting.plot_pareto_front(self.pareto_front_,
                                           baseline=self.report_["search"]["baseline_score"],
-                                          chosen=chosen, **kwargs)
+                                          chosen=chosen, **(settings | kwargs))
 
     def plot_widths(self, **kwargs):
         """A matplotlib Figure of each group's width before and after."""

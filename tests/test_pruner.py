@@ -74,6 +74,13 @@ def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, di
     for figure in (pruner.plot_pareto_front(), pruner.plot_widths(),
                    pruner.plot_search_history()):
         assert isinstance(figure, Figure)
+    ax = pruner.plot_pareto_front().axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "target (50% kept)" in labels
+    accuracy = pruner.report_["validation"]["pruned"]["accuracy"]
+    assert f"after fine-tuning ({pruner.report_['flops_kept']:.0%} kept, accuracy " \
+        f"{accuracy:.3g})" in labels
+    assert ax.get_ylabel().startswith("Accuracy")
 
 
 @pytest.fixture(scope="module")
