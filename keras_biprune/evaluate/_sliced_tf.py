@@ -26,8 +26,8 @@ from keras_biprune.handlers.channelwise import (
 )
 from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
 from keras_biprune.handlers.reshaping import FlattenHandler
-from keras_biprune.surgery.apply import _slice, kernel_mask, node_io
-from keras_biprune.surgery.plan import PruningPlan
+from keras_biprune.handlers.take import Slice
+from keras_biprune.plan import PruningPlan, kernel_mask, node_io
 
 _SHAPE_FREE = (PassThroughHandler, SpatialHandler, GlobalPoolingHandler, MergeHandler,
                ConcatenateHandler, FlattenHandler)
@@ -127,7 +127,7 @@ class SlicedProgram:
         for step, values in zip(self.weighted, self._values):
             record = self.graph.record(step.path)
             io = node_io(record, atom_keep, upper)
-            sliced = lookup(step.op).prune_weights(step.op, values, io, _slice)
+            sliced = lookup(step.op).prune_weights(step.op, values, io, Slice())
             if _kind(step.op) in ("conv", "dense"):
                 sliced[0] = sliced[0] * self._lower_mask(record, atom_keep, plan, io)
             result.append(sliced)

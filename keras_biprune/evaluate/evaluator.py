@@ -14,8 +14,7 @@ from keras_biprune.evaluate.racing import Racing, settle
 from keras_biprune.graph import trace
 from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import reads_channels
-from keras_biprune.surgery.apply import checked_plan
-from keras_biprune.surgery.plan import PruningPlan
+from keras_biprune.plan import PruningPlan, checked_plan
 
 logger = logging.getLogger(__name__)
 

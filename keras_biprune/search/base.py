@@ -5,11 +5,11 @@ import dataclasses
 import numpy as np
 
 from keras_biprune import criteria
+from keras_biprune.plan import PruningPlan
 from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
-from keras_biprune.search.objective import Objective, plan_key
+from keras_biprune.search.objective import Objective
 from keras_biprune.search.space import Budget, UpperEncoding, check_int
-from keras_biprune.surgery import PruningPlan
 
 
 @dataclasses.dataclass
@@ -157,7 +157,7 @@ class Search:
         return Progress(self.generations, self.verbose, self._progress_keys, start)
 
     def _solution(self, plan):
-        score, cost = self._objective.cache[plan_key(plan)]
+        score, cost = self._objective.cache[plan]
         return Solution(plan, score, cost)
 
     def _record(self, generation, fitness, elapsed, **extra):
