@@ -7,11 +7,13 @@ of multiply-accumulates. One ``tf.function`` over the flattened graph takes
 the weights as arguments with relaxed shapes: it is traced a few times, then
 serves every candidate, whatever its widths.
 
-Supported: channels_last ``Conv1D/2D`` (``groups=1``, not causal),
-``DepthwiseConv2D``, ``Dense``, ``BatchNormalization`` over the last axis,
-and weightless layers whose channels pass through unchanged (activations,
-pooling, padding, merges, concatenation, flatten, dropout). A model with
-anything else is scored by the masked program.
+Each layer's handler says whether and how the engine runs it
+(`LayerHandler.sliced_kind`): built in, channels_last ``Conv1D/2D``
+(``groups=1``, not causal), ``DepthwiseConv2D``, ``Dense``,
+``BatchNormalization`` over the last axis, and weightless layers whose
+channels pass through unchanged (activations, pooling, padding, merges,
+concatenation, flatten, dropout). A model with anything else is scored by
+the masked program.
 """
 
 import keras
@@ -19,18 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_biprune.handlers import lookup
-from keras_biprune.handlers.channelwise import (
-    GlobalPoolingHandler,
-    PassThroughHandler,
-    SpatialHandler,
-)
-from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
-from keras_biprune.handlers.reshaping import FlattenHandler
 from keras_biprune.handlers.take import Slice
 from keras_biprune.plan import PruningPlan, kernel_mask, node_io
 
-_SHAPE_FREE = (PassThroughHandler, SpatialHandler, GlobalPoolingHandler, MergeHandler,
-               ConcatenateHandler, FlattenHandler)
+_COMPUTED = ("bn", "conv", "depthwise", "dense")
 
 
 def unsupported_reason(program):
@@ -40,34 +34,25 @@ def unsupported_reason(program):
     for step in program.steps:
         op = step.op
         if not getattr(op, "weights", None):
-            if isinstance(lookup(op), _SHAPE_FREE) and not _channels_first(op):
+            if _kind(op) == "call":
                 continue
             return f"{step.path}: {type(op).__name__} is not supported by the sliced path"
-        kind = _kind(op)
-        if kind is None:
+        if _kind(op) not in _COMPUTED:
             return f"{step.path}: {type(op).__name__} with these settings is not supported"
     return None
 
 
-def _channels_first(op):
-    return getattr(op, "data_format", "channels_last") == "channels_first"
-
-
 def _kind(op):
-    if isinstance(op, keras.layers.BatchNormalization):
-        return "bn" if op.axis in (-1, len(op.input.shape) - 1) else None
-    if _channels_first(op) or len(getattr(op, "weights", [])) > 2:
+    """The handler's `LayerHandler.sliced_kind` of ``op``, None where the engine cannot
+    run it (channels_first, or a kernel layer with more weights than kernel and bias)."""
+    kind = lookup(op).sliced_kind(op)
+    if kind == "bn":
+        return kind
+    if getattr(op, "data_format", "channels_last") == "channels_first":
         return None
-    if isinstance(op, keras.layers.DepthwiseConv2D):
-        return "depthwise"
-    if isinstance(op, (keras.layers.Conv1D, keras.layers.Conv2D)) and not isinstance(
-        op, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-             keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-    ):
-        return "conv" if op.groups == 1 and op.padding != "causal" else None
-    if type(op) is keras.layers.Dense:
-        return "dense"
-    return None
+    if kind != "call" and len(getattr(op, "weights", [])) > 2:
+        return None
+    return kind
 
 
 class SlicedProgram:
@@ -214,9 +199,10 @@ class SlicedProgram:
                                            dilations=list(op.dilation_rate))
             else:
                 y = tf.tensordot(x, w[0], [[len(x.shape) - 1], [0]])
-            if op.use_bias:
+            if len(w) > 1:
                 y = y + w[1]
-            return y if op.activation is None else op.activation(y)
+            activation = getattr(op, "activation", None)
+            return y if activation is None else activation(y)
 
         outputs, _ = self.program.run(list(xs), call=call)
         return outputs[0]

@@ -121,15 +121,14 @@ class CostReport(Cost):
     @functools.cached_property
     def per_group(self):
         atom_keep = self._graph.atom_keep(self._plan.keep)
-        by_path = {r.path: r for r in self._graph.records}
         result = {}
         for index, group in enumerate(self._graph.groups):
             emptied = atom_keep & (self._graph.atom_group != index)
             total = Cost()
             for path in dict.fromkeys(m.layer for m in group.members):
-                costed = _layer_cost(by_path[path], atom_keep, self._plan)
+                costed = _layer_cost(self._graph.record(path), atom_keep, self._plan)
                 if costed is not None:
-                    total += costed - _layer_cost(by_path[path], emptied, self._plan)
+                    total += costed - _layer_cost(self._graph.record(path), emptied, self._plan)
             result[group.id] = total
         return result
 

@@ -3,7 +3,6 @@
 import numpy as np
 
 from keras_biprune.handlers import NodeIO, lookup, reads_channels
-from keras_biprune.handlers.producers import ConvHandler, ConvTransposeHandler
 from keras_biprune.handlers.take import Slice
 
 _SLICE = Slice()
@@ -45,10 +44,6 @@ def takes_input_mask(record):
 
 
 def takes_kernel_mask(record):
-    """True for a conv or dense layer that takes input masks."""
-    handler = lookup(record.op)
-    return (
-        takes_input_mask(record)
-        and isinstance(handler, ConvHandler)
-        and not isinstance(handler, ConvTransposeHandler)
-    )
+    """True for a layer that takes input masks and whose handler allows kernel masks
+    (`LayerHandler.masks_kernel`: conv and dense layers)."""
+    return lookup(record.op).masks_kernel and takes_input_mask(record)
