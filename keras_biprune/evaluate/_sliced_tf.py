@@ -55,19 +55,23 @@ def _kind(op):
     return kind
 
 
-class SlicedProgram:
+class SlicedEngine:
     """Runs candidates one at a time with sliced weights, in one relaxed-shape function.
 
-    The functions are traced once each, on first use, for signatures whose
-    batch and channel dimensions are unknown: no candidate, whatever its
-    widths, and no batch size retraces them. A candidate's weights go in as
-    two tensors (every array flattened into one vector, and their shapes),
-    since a call costs time per argument. The model's weights are read once
-    per `read_weights` call (the evaluator calls it once per ``evaluate``);
+    The engine interface is `keras_biprune.evaluate._masked.MaskedEngine`'s,
+    with ``group_size`` 1. The functions are traced once each, on first use,
+    for signatures whose batch and channel dimensions are unknown: no
+    candidate, whatever its widths, and no batch size retraces them. A
+    candidate's weights go in as two tensors (every array flattened into one
+    vector, and their shapes), since a call costs time per argument. The
+    model's weights are read once per `start` (once per ``evaluate`` call);
     candidates are sliced from that copy. With adaptive batch norm, a
     candidate's calibrated statistics replace the moving statistics among its
     weights.
     """
+
+    name = "sliced"
+    group_size = 1
 
     def __init__(self, graph, program, adaptive_bn):
         self.graph = graph
@@ -89,11 +93,16 @@ class SlicedProgram:
             tf.TensorSpec([None], "float32"),
             tf.TensorSpec([None], "int32"),
         )
+        self.calibrates = bool(adaptive_bn and self._moments)
         self._functions = {}
 
     def read_weights(self):
         """Reads the model's current weights, which `weights` slices."""
         self._values = [step.op.get_weights() for step in self.weighted]
+
+    def start(self, plans):
+        """Reads the model's weights as they are at the start of an ``evaluate`` call."""
+        self.read_weights()
 
     def _function(self, name):
         """The concrete function ``name``, traced the first time it is asked for."""
@@ -126,16 +135,15 @@ class SlicedProgram:
         mask = np.asarray(rows, "float32")[:, None]
         return mask if io.kernel is None else mask * kernel_mask(io)
 
-    def prepare(self, plan, x_calibration):
-        """One plan's state for `predict` and its outputs on the calibration samples.
+    def prepare(self, plans, x_calibration):
+        """Each plan's state for `predict` and its outputs on the calibration samples."""
+        return [self._prepare_one(plan, x_calibration) for plan in plans]
 
-        The state is the plan's packed weights, batch norms calibrated. The
-        calibration pass normalizes with the statistics it estimates, so its
-        outputs are the calibrated plan's predictions (None when there is no
-        calibration: no adaptive batch norm, or no batch norm).
-        """
+    def _prepare_one(self, plan, x_calibration):
+        """The plan's packed weights, batch norms calibrated, and the calibration
+        pass's outputs (None when nothing is calibrated)."""
         weights = self.weights(plan)
-        if not (self.adaptive_bn and self._moments):
+        if not self.calibrates:
             return _pack(weights), None
         moments, outputs = self._function("calibrate")(self._inputs(x_calibration),
                                                        *_pack(weights))
@@ -148,10 +156,10 @@ class SlicedProgram:
             start += 2 * size
         return _pack(weights), outputs.numpy()
 
-    def predict(self, state, batches):
-        """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
+    def predict(self, states, batches):
+        """Per state, the outputs of each batch in ``batches`` (NumPy arrays)."""
         run = self._function("predict")
-        return [run(self._inputs(xs), *state).numpy() for xs in batches]
+        return [[run(self._inputs(xs), *state).numpy() for xs in batches] for state in states]
 
     def _inputs(self, xs):
         return [tf.constant(np.asarray(x, d)) for x, d in zip(xs, self._dtypes)]
