@@ -160,7 +160,7 @@ class Search:
         score, cost = self._objective.cache[plan]
         return Solution(plan, score, cost)
 
-    def _record(self, generation, fitness, elapsed, **extra):
+    def _history_entry(self, generation, fitness, elapsed, **extra):
         fitness = np.asarray(fitness, dtype="float64")
         return {"generation": generation, "best": float(np.max(fitness)),
                 "mean": float(np.mean(fitness[np.isfinite(fitness)])) if np.isfinite(

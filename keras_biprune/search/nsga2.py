@@ -70,16 +70,16 @@ class NSGA2Search(Search):
                 seed_for(self.random_state, "nsga2", generation), multi_objective=True)
             generation += 1
             front = self._front(self._plans)
-            record = self._record(generation, fitness[:, 0], elapsed + progress.elapsed(),
-                                  front=len(front), hypervolume=front.hypervolume(
-                                      baseline=self.evaluator.baseline))
-            history.append(record)
+            entry = self._history_entry(
+                generation, fitness[:, 0], elapsed + progress.elapsed(), front=len(front),
+                hypervolume=front.hypervolume(baseline=self.evaluator.baseline))
+            history.append(entry)
             self._checkpoint.save(generation, {
                 "population": population, "fitness": fitness,
                 "objective": self._objective.state(),
                 "plans": self._plan_state(self._plans), "history": history,
-                "elapsed": record["elapsed"]})
-            progress.update(generation, record)
+                "elapsed": entry["elapsed"]})
+            progress.update(generation, entry)
         progress.close(generation)
         front = self._front(self._plans)
         best = max(front, key=lambda s: self._objective.sign * s.score) if len(front) else None
