@@ -160,7 +160,8 @@ class LayerHandler:
                 on the input-channel axis of a layer that mixes channels (a
                 conv or dense kernel): that is where the masked reference
                 model zeroes pruned channels. Always slice weights with
-                ``take``; it also serves for analytic parameter counts.
+                ``take``; it also serves for analytic parameter counts and
+                growth (the kinds of take are in `keras_biprune.handlers.take`).
         """
         return list(weights)
 
