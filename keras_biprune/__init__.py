@@ -35,8 +35,9 @@ from keras_biprune.errors import (
 from keras_biprune.evaluate import Cost, CostReport, Evaluator, cost, count_params
 from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
 from keras_biprune.handlers import LayerHandler, register_handler
+from keras_biprune.plan import PruningPlan
 from keras_biprune.pruner import BiLevelPruner
-from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
+from keras_biprune.surgery import apply_plan, masked_model
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,6 @@ from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
 from keras_biprune.search import ParetoFront
-from keras_biprune.search.objective import plan_key
 from keras_biprune.search.space import BAND
 from keras_biprune.surgery import PruningPlan, apply_plan
 from keras_biprune.training import (
@@ -261,7 +260,7 @@ class BiLevelPruner(Estimator):
         plans = {}
         for solution in selected:            # each raised to the budget (distinct ones)
             plan = self._at_budget(solution.plan)
-            plans.setdefault(plan_key(plan), plan)
+            plans.setdefault(plan, plan)
         scored_on = validation_data if validation_data is not None else search_data
         for plan in plans.values():
             self.plan_ = plan

@@ -22,7 +22,7 @@ from keras_biprune.criteria.base import Criterion, combine
 from keras_biprune.criteria.blend import BlendedCriterion, CriteriaClusters, cluster_criteria
 from keras_biprune.criteria.random_criterion import Random
 from keras_biprune.criteria.registry import TABLE, get, serialize
-from keras_biprune.criteria.select import keep_counts, plan_from_scores, scores, select
+from keras_biprune.criteria.selection import keep_counts, plan_from_scores, scores, select
 from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale, WeightCriterion
 from keras_biprune.errors import CriterionError
 

@@ -19,16 +19,6 @@ from keras_biprune.criteria.base import Criterion, combine, position_scores
 from keras_biprune.errors import CriterionError
 from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import lookup
-from keras_biprune.handlers.channelwise import GlobalPoolingHandler, SpatialHandler
-from keras_biprune.handlers.producers import (
-    ConvHandler,
-    DepthwiseConvHandler,
-    SeparableConvHandler,
-)
-from keras_biprune.handlers.reshaping import ElementMapHandler
-
-_READERS = (ConvHandler, DepthwiseConvHandler, SeparableConvHandler)
-_SHAPE_ONLY = (SpatialHandler, GlobalPoolingHandler, ElementMapHandler)
 
 
 def activation_taps(group, records, program):
@@ -42,14 +32,14 @@ def activation_taps(group, records, program):
     for member in group.members:
         if not member.role.startswith("input"):
             continue
-        if not isinstance(lookup(records[member.layer].op), _READERS):
+        if not lookup(records[member.layer].op).scores_inputs:
             continue
         path, role = member.layer, member.role
         number = program.slots[(path, role)]
         step = program.producer.get(number)
         while (
             step is not None
-            and isinstance(lookup(step.op), _SHAPE_ONLY)
+            and lookup(step.op).rearranges_only
             and (step.path, "input 0") in members
         ):
             path, role = step.path, "input 0"

@@ -6,54 +6,18 @@ import numpy as np
 from keras_biprune.criteria.base import Criterion, combine
 from keras_biprune.errors import CriterionError
 from keras_biprune.handlers import lookup
-from keras_biprune.handlers.producers import (
-    ConvHandler,
-    DepthwiseConvHandler,
-    SeparableConvHandler,
-)
 
 
 def kernel_columns(layer):
-    """A layer's output-channel weights as a 2-D array ``(weights per channel, channels)``.
-
-    Column ``j`` holds every kernel weight that makes entry ``j`` of the
-    layer's output channel axis: a conv filter, a dense unit's column, a
-    depthwise kernel slice, a separable conv's pointwise filter. Returns None
-    for a layer with no such kernel (biases are not scored).
-    """
-    handler = lookup(layer)
-    if isinstance(handler, SeparableConvHandler):
-        kernel, axis = layer.pointwise_kernel, -1
-    elif isinstance(handler, DepthwiseConvHandler):
-        kernel = keras.ops.convert_to_numpy(layer.kernel)  # (..., inputs, multiplier)
-        return kernel.reshape(-1, kernel.shape[-2] * kernel.shape[-1])
-    elif isinstance(handler, ConvHandler):
-        kernel, axis = layer.kernel, handler.kernel_out_axis
-    else:
-        return None
-    kernel = np.moveaxis(keras.ops.convert_to_numpy(kernel), axis, -1)
-    return kernel.reshape(-1, kernel.shape[-1])
+    """A layer's output-channel weights as a 2-D array ``(weights per channel, channels)``,
+    or None (see `LayerHandler.kernel_columns`)."""
+    return lookup(layer).kernel_columns(layer)
 
 
 def input_magnitudes(layer):
-    """``|weights|`` linking each input channel entry to each filter: ``(inputs, filters)``.
-
-    For a conv (transposed too) or dense kernel, the absolute kernel summed
-    over its spatial axes. For ``SeparableConv*``, input channel ``c`` reaches
-    filter ``f`` through its depthwise slices ``k``: the sum over ``k`` of
-    ``sum|depthwise[..., c, k]| * |pointwise[c * multiplier + k, f]|``.
-    """
-    handler = lookup(layer)
-    if isinstance(handler, SeparableConvHandler):
-        depthwise = np.abs(keras.ops.convert_to_numpy(layer.depthwise_kernel))
-        pointwise = np.abs(keras.ops.convert_to_numpy(layer.pointwise_kernel))
-        n_in, multiplier = depthwise.shape[-2:]
-        spread = depthwise.reshape(-1, n_in, multiplier).sum(axis=0)
-        pointwise = pointwise.reshape(n_in, multiplier, -1)
-        return np.einsum("ck,ckf->cf", spread, pointwise)
-    kernel = np.abs(keras.ops.convert_to_numpy(layer.kernel))
-    kernel = kernel.reshape(-1, *kernel.shape[-2:]).sum(axis=0)
-    return kernel.T if handler.kernel_out_axis == -2 else kernel
+    """``|weights|`` linking each input channel entry to each filter: ``(inputs, filters)``
+    (see `LayerHandler.input_magnitudes`)."""
+    return lookup(layer).input_magnitudes(layer)
 
 
 def _rows(index_map, columns):

@@ -1,8 +1,8 @@
 """Evaluating pruned models: the analytic cost model, the population evaluator, racing, latency."""
 
-from keras_biprune.evaluate.cost import Cost, CostReport, cost, count_params
+from keras_biprune.evaluate.cost_model import Cost, CostReport, cost, count_params
 from keras_biprune.evaluate.evaluator import Evaluator
-from keras_biprune.evaluate.latency import latency
 from keras_biprune.evaluate.racing import Racing
+from keras_biprune.evaluate.timing import latency
 
 __all__ = ["Cost", "CostReport", "Evaluator", "Racing", "cost", "count_params", "latency"]

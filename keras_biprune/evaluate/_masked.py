@@ -1,11 +1,153 @@
-"""The batched engine's tensor operations: a population stacked on the batch axis.
+"""The batched engine: a population of candidates in one masked forward pass.
 
 ``P`` candidates go through one forward pass with the batch tiled ``P`` times
-(candidate ``p`` owns rows ``p * B`` to ``(p + 1) * B``); these operations give
-each candidate its own channel masks, kernel masks and batch-norm statistics.
+(candidate ``p`` owns rows ``p * B`` to ``(p + 1) * B``), each with its own
+channel masks, kernel masks and batch-norm statistics, so no candidate builds
+a model or retraces a function. A candidate's pruned channels are zeroed where
+a conv or dense layer reads them, which is exactly what `apply_plan` removes.
 """
 
 import keras
+import numpy as np
+
+from keras_biprune import _backend
+from keras_biprune.handlers import reads_channels
+
+
+class MaskedEngine:
+    """Scores candidates ``max_parallel`` at a time with the model's live weights.
+
+    The engine interface (shared with the sliced engine): ``name``, ``group_size``
+    candidates per `prepare`/`predict` call, ``calibrates`` (whether
+    `prepare` runs a calibration pass), `start` once per ``evaluate`` call,
+    `prepare` (each plan's state and its outputs on the calibration samples)
+    and `predict`.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        program: the model's `GraphProgram`.
+        adaptive_bn: re-estimate batch-norm statistics per candidate.
+        max_parallel: candidates per forward pass.
+        batch_size: samples per candidate in one pass.
+    """
+
+    name = "batched"
+
+    def __init__(self, graph, program, adaptive_bn, max_parallel, batch_size):
+        self.graph = graph
+        self.program = program
+        self.group_size = max_parallel
+        self.batch_size = batch_size
+        self.consumers = {}
+        self.bn_steps = {}
+        for step in program.steps:
+            if adaptive_bn and isinstance(step.op, keras.layers.BatchNormalization):
+                self.bn_steps[id(step)] = len(self.bn_steps)
+                continue
+            record = graph.record(step.path)
+            if reads_channels(record):
+                self.consumers[step.path] = record.inputs[0]
+        self.consumer_paths = sorted(self.consumers)
+        self.calibrates = bool(self.bn_steps)
+        self.kernel_paths = ()
+        self._functions = {}
+
+    def start(self, plans):
+        """Fixes which kernels this ``evaluate`` call masks (the weights are read live)."""
+        self.kernel_paths = tuple(sorted({p for plan in plans for p in plan.kernels}))
+
+    def prepare(self, plans, x_calibration):
+        """Each plan's state for `predict` and its outputs on the calibration samples.
+
+        The state holds the plan's masks and calibrated batch-norm statistics;
+        the outputs are None when nothing is calibrated.
+        """
+        masks, kernel_masks = self._encode(plans)
+        calibrated, stats = None, []
+        if self.calibrates:
+            calibrated, stats = self._function("calibrate")(x_calibration, masks, kernel_masks, [])
+        stats = [[keras.ops.convert_to_numpy(t) for t in pair] for pair in stats]
+        if calibrated is not None:
+            calibrated = keras.ops.convert_to_numpy(calibrated)
+            calibrated = calibrated.reshape((self.group_size, -1) + calibrated.shape[1:])
+        return [(([m[p] for m in masks], [k[p] for k in kernel_masks],
+                  [(mean[p], variance[p]) for mean, variance in stats]),
+                 None if calibrated is None else calibrated[p])
+                for p in range(len(plans))]
+
+    def predict(self, states, batches):
+        """Per state, the outputs of each batch in ``batches`` (NumPy arrays)."""
+        padded = list(states) + [states[-1]] * (self.group_size - len(states))
+        stack = lambda rows: [np.stack(column) for column in zip(*rows)]
+        masks = stack(s[0] for s in padded)
+        kernel_masks = stack(s[1] for s in padded)
+        stats = [tuple(np.stack(values) for values in zip(*pairs))
+                 for pairs in zip(*(s[2] for s in padded))]
+        run = self._function("predict")
+        outputs = [[] for _ in states]
+        for xs in batches:
+            y, _ = run(xs, masks, kernel_masks, stats)
+            y = keras.ops.convert_to_numpy(y)
+            y = y.reshape((self.group_size, self.batch_size) + y.shape[1:])
+            for p, out in enumerate(outputs):
+                out.append(y[p])
+        return outputs
+
+    def _encode(self, chunk):
+        """Per-consumer input masks ``(P, C)`` and kernel masks, padded to the group size."""
+        padded = list(chunk) + [chunk[-1]] * (self.group_size - len(chunk))
+        masks = {path: [] for path in self.consumer_paths}
+        kernel_masks = {path: [] for path in self.kernel_paths}
+        for plan in padded:
+            atom_keep = self.graph.atom_keep(plan.keep)
+            for path, channels in self.consumers.items():
+                mask = atom_keep[channels.labels]
+                if path in plan.inputs:
+                    mask = mask & np.isin(np.arange(len(mask)), plan.inputs[path])
+                masks[path].append(mask)
+            for path in self.kernel_paths:
+                shape = tuple(self.graph.record(path).op.kernel.shape[-2:])
+                kernel_masks[path].append(plan.kernels.get(path, np.ones(shape, bool)))
+        as_array = lambda lists: [np.asarray(lists[p], "float32") for p in lists]
+        return as_array(masks), as_array(kernel_masks)
+
+    def _function(self, kind):
+        key = (kind, self.kernel_paths)
+        if key not in self._functions:
+            calibrate, kernel_paths = kind == "calibrate", self.kernel_paths
+
+            def run(xs, masks, kernel_masks, stats):
+                return self._forward(xs, masks, kernel_masks, stats, kernel_paths, calibrate)
+
+            self._functions[key] = _backend.compile_function(run)
+        return self._functions[key]
+
+    def _forward(self, xs, masks, kernel_masks, stats, kernel_paths, calibrate):
+        """One pass of the whole population: the batch tiled once per candidate."""
+        population = self.group_size
+        masks = dict(zip(self.consumer_paths, masks))
+        kernel_masks = dict(zip(kernel_paths, kernel_masks))
+        collected = []
+
+        def call(step, args, kwargs):
+            bn = self.bn_steps.get(id(step))
+            if bn is not None:
+                x, mean_var = batch_norm(step.op, args[0], population,
+                                          None if calibrate else stats[bn])
+                collected.append(mean_var)
+                return x
+            mask = masks.get(step.path)
+            if mask is not None:
+                args = (mask_channels(args[0], mask, self.consumers[step.path].axis,
+                                       population), *args[1:])
+            if step.path in kernel_masks:
+                return per_candidate_kernels(step, args, kwargs, kernel_masks[step.path],
+                                              population)
+            return step.op(*args, **kwargs)
+
+        tiled = [tile(x, population) for x in xs]
+        outputs, _ = self.program.run(tiled, call=call)
+        return outputs[0], collected
 
 
 def tile(x, population):

@@ -7,11 +7,13 @@ of multiply-accumulates. One ``tf.function`` over the flattened graph takes
 the weights as arguments with relaxed shapes: it is traced a few times, then
 serves every candidate, whatever its widths.
 
-Supported: channels_last ``Conv1D/2D`` (``groups=1``, not causal),
-``DepthwiseConv2D``, ``Dense``, ``BatchNormalization`` over the last axis,
-and weightless layers whose channels pass through unchanged (activations,
-pooling, padding, merges, concatenation, flatten, dropout). A model with
-anything else is scored by the masked program.
+Each layer's handler says whether and how the engine runs it
+(`LayerHandler.sliced_kind`): built in, channels_last ``Conv1D/2D``
+(``groups=1``, not causal), ``DepthwiseConv2D``, ``Dense``,
+``BatchNormalization`` over the last axis, and weightless layers whose
+channels pass through unchanged (activations, pooling, padding, merges,
+concatenation, flatten, dropout). A model with anything else is scored by
+the masked program.
 """
 
 import keras
@@ -19,18 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_biprune.handlers import lookup
-from keras_biprune.handlers.channelwise import (
-    GlobalPoolingHandler,
-    PassThroughHandler,
-    SpatialHandler,
-)
-from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
-from keras_biprune.handlers.reshaping import FlattenHandler
-from keras_biprune.surgery.apply import _slice, kernel_mask, node_io
-from keras_biprune.surgery.plan import PruningPlan
+from keras_biprune.handlers.take import Slice
+from keras_biprune.plan import PruningPlan, kernel_mask, node_io
 
-_SHAPE_FREE = (PassThroughHandler, SpatialHandler, GlobalPoolingHandler, MergeHandler,
-               ConcatenateHandler, FlattenHandler)
+_COMPUTED = ("bn", "conv", "depthwise", "dense")
 
 
 def unsupported_reason(program):
@@ -40,49 +34,44 @@ def unsupported_reason(program):
     for step in program.steps:
         op = step.op
         if not getattr(op, "weights", None):
-            if isinstance(lookup(op), _SHAPE_FREE) and not _channels_first(op):
+            if _kind(op) == "call":
                 continue
             return f"{step.path}: {type(op).__name__} is not supported by the sliced path"
-        kind = _kind(op)
-        if kind is None:
+        if _kind(op) not in _COMPUTED:
             return f"{step.path}: {type(op).__name__} with these settings is not supported"
     return None
 
 
-def _channels_first(op):
-    return getattr(op, "data_format", "channels_last") == "channels_first"
-
-
 def _kind(op):
-    if isinstance(op, keras.layers.BatchNormalization):
-        return "bn" if op.axis in (-1, len(op.input.shape) - 1) else None
-    if _channels_first(op) or len(getattr(op, "weights", [])) > 2:
+    """The handler's `LayerHandler.sliced_kind` of ``op``, None where the engine cannot
+    run it (channels_first, or a kernel layer with more weights than kernel and bias)."""
+    kind = lookup(op).sliced_kind(op)
+    if kind == "bn":
+        return kind
+    if getattr(op, "data_format", "channels_last") == "channels_first":
         return None
-    if isinstance(op, keras.layers.DepthwiseConv2D):
-        return "depthwise"
-    if isinstance(op, (keras.layers.Conv1D, keras.layers.Conv2D)) and not isinstance(
-        op, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-             keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-    ):
-        return "conv" if op.groups == 1 and op.padding != "causal" else None
-    if type(op) is keras.layers.Dense:
-        return "dense"
-    return None
+    if kind != "call" and len(getattr(op, "weights", [])) > 2:
+        return None
+    return kind
 
 
-class SlicedProgram:
+class SlicedEngine:
     """Runs candidates one at a time with sliced weights, in one relaxed-shape function.
 
-    The functions are traced once each, on first use, for signatures whose
-    batch and channel dimensions are unknown: no candidate, whatever its
-    widths, and no batch size retraces them. A candidate's weights go in as
-    two tensors (every array flattened into one vector, and their shapes),
-    since a call costs time per argument. The model's weights are read once
-    per `read_weights` call (the evaluator calls it once per ``evaluate``);
+    The engine interface is `keras_biprune.evaluate._masked.MaskedEngine`'s,
+    with ``group_size`` 1. The functions are traced once each, on first use,
+    for signatures whose batch and channel dimensions are unknown: no
+    candidate, whatever its widths, and no batch size retraces them. A
+    candidate's weights go in as two tensors (every array flattened into one
+    vector, and their shapes), since a call costs time per argument. The
+    model's weights are read once per `start` (once per ``evaluate`` call);
     candidates are sliced from that copy. With adaptive batch norm, a
     candidate's calibrated statistics replace the moving statistics among its
     weights.
     """
+
+    name = "sliced"
+    group_size = 1
 
     def __init__(self, graph, program, adaptive_bn):
         self.graph = graph
@@ -104,11 +93,16 @@ class SlicedProgram:
             tf.TensorSpec([None], "float32"),
             tf.TensorSpec([None], "int32"),
         )
+        self.calibrates = bool(adaptive_bn and self._moments)
         self._functions = {}
 
     def read_weights(self):
         """Reads the model's current weights, which `weights` slices."""
         self._values = [step.op.get_weights() for step in self.weighted]
+
+    def start(self, plans):
+        """Reads the model's weights as they are at the start of an ``evaluate`` call."""
+        self.read_weights()
 
     def _function(self, name):
         """The concrete function ``name``, traced the first time it is asked for."""
@@ -127,7 +121,7 @@ class SlicedProgram:
         for step, values in zip(self.weighted, self._values):
             record = self.graph.record(step.path)
             io = node_io(record, atom_keep, upper)
-            sliced = lookup(step.op).prune_weights(step.op, values, io, _slice)
+            sliced = lookup(step.op).prune_weights(step.op, values, io, Slice())
             if _kind(step.op) in ("conv", "dense"):
                 sliced[0] = sliced[0] * self._lower_mask(record, atom_keep, plan, io)
             result.append(sliced)
@@ -141,16 +135,15 @@ class SlicedProgram:
         mask = np.asarray(rows, "float32")[:, None]
         return mask if io.kernel is None else mask * kernel_mask(io)
 
-    def prepare(self, plan, x_calibration):
-        """One plan's state for `predict` and its outputs on the calibration samples.
+    def prepare(self, plans, x_calibration):
+        """Each plan's state for `predict` and its outputs on the calibration samples."""
+        return [self._prepare_one(plan, x_calibration) for plan in plans]
 
-        The state is the plan's packed weights, batch norms calibrated. The
-        calibration pass normalizes with the statistics it estimates, so its
-        outputs are the calibrated plan's predictions (None when there is no
-        calibration: no adaptive batch norm, or no batch norm).
-        """
+    def _prepare_one(self, plan, x_calibration):
+        """The plan's packed weights, batch norms calibrated, and the calibration
+        pass's outputs (None when nothing is calibrated)."""
         weights = self.weights(plan)
-        if not (self.adaptive_bn and self._moments):
+        if not self.calibrates:
             return _pack(weights), None
         moments, outputs = self._function("calibrate")(self._inputs(x_calibration),
                                                        *_pack(weights))
@@ -163,10 +156,10 @@ class SlicedProgram:
             start += 2 * size
         return _pack(weights), outputs.numpy()
 
-    def predict(self, state, batches):
-        """The outputs of each batch in ``batches`` for a prepared plan (NumPy arrays)."""
+    def predict(self, states, batches):
+        """Per state, the outputs of each batch in ``batches`` (NumPy arrays)."""
         run = self._function("predict")
-        return [run(self._inputs(xs), *state).numpy() for xs in batches]
+        return [[run(self._inputs(xs), *state).numpy() for xs in batches] for state in states]
 
     def _inputs(self, xs):
         return [tf.constant(np.asarray(x, d)) for x, d in zip(xs, self._dtypes)]
@@ -214,9 +207,10 @@ class SlicedProgram:
                                            dilations=list(op.dilation_rate))
             else:
                 y = tf.tensordot(x, w[0], [[len(x.shape) - 1], [0]])
-            if op.use_bias:
+            if len(w) > 1:
                 y = y + w[1]
-            return y if op.activation is None else op.activation(y)
+            activation = getattr(op, "activation", None)
+            return y if activation is None else activation(y)
 
         outputs, _ = self.program.run(list(xs), call=call)
         return outputs[0]

@@ -20,7 +20,9 @@ class Racing:
     subset. Stages end on whole batches of the evaluator's ``batch_size``.
 
     Each candidate's batch-norm calibration (adaptive BN) and sliced weights
-    are computed once, when it enters the race, and kept while it races.
+    (or masks) are computed once, when it enters the race, and kept while it
+    races. Survivors are the best ``keep`` share of the candidates still in
+    the race, ties broken by their order in the call.
 
     With adaptive batch norm the race starts with a free *screen*: the pass
     that calibrates a candidate normalizes the calibration samples with the
@@ -30,9 +32,22 @@ class Racing:
     batch norm (or batch norm layers), and for a single candidate, there is
     no calibration pass and no screen.
 
-    The scores returned (see `Evaluator` for the rule) are exact for the
-    candidates that finish the race, and the best candidate of a call is
-    always one of them.
+    The scores returned:
+
+    - a candidate that finishes the race has its exact score (the score
+      without racing);
+    - a candidate eliminated early has its score on the images it saw (the
+      calibration samples, when the screen eliminated it), clipped to just
+      below the lowest score of every candidate that raced longer: no
+      candidate ever outscores one that outlasted it, so the best candidate
+      of a call is always a finisher;
+    - a candidate whose score so far is the worst (outputs or metric not
+      finite) leaves the race at once with the worst score, as without
+      racing.
+
+    Raced scores depend on the other candidates of the call (a search that
+    caches scores keeps them as they were). A single candidate (as for
+    ``Evaluator.baseline``) skips to the whole subset: its score is exact.
 
     Args:
         first: evaluation images every candidate is scored on (rounded up

@@ -14,7 +14,7 @@ from keras_biprune.export.formats import (
     save_saved_model,
 )
 from keras_biprune.export.tflite import to_tflite
-from keras_biprune.surgery import PruningPlan
+from keras_biprune.plan import PruningPlan
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_biprune.errors import InvalidExportError
-from keras_biprune.surgery import PruningPlan
+from keras_biprune.plan import PruningPlan
 
 
 def save_keras(model, path):

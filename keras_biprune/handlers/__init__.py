@@ -5,6 +5,7 @@ import numpy as np
 from keras_biprune.handlers.base import Channels, LayerHandler, NodeIO, positions
 from keras_biprune.handlers.channelwise import PassThroughHandler, PerChannelHandler
 from keras_biprune.handlers.registry import REGISTRY
+from keras_biprune.handlers.take import NoteConsumed
 
 
 def lookup(op):
@@ -40,17 +41,11 @@ def consumed_slices(record, weights):
         record: the layer's call record (``ChannelGraph.record(path)``).
         weights: arrays shaped like the layer's weights, in ``layer.weights`` order.
     """
-    seen = []
-
-    def note(array, axis, keep, consumed=False):
-        if consumed:
-            seen.append((array, axis))
-        return array
-
+    note = NoteConsumed()
     kept = tuple(None if c is None else np.ones(len(c), bool) for c in record.inputs)
     io = NodeIO(kept, (None,) * len(record.outputs), tuple(record.inputs), tuple(record.outputs))
     lookup(record.op).prune_weights(record.op, list(weights), io, note)
-    return seen
+    return note.seen
 
 
 def register_handler(layer_class, handler):

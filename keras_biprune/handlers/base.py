@@ -9,7 +9,15 @@ A handler knows these things about one layer class:
 * ``prune_config``: the layer's config with its channel counts patched;
 * ``prune_weights``: the layer's weights with the pruned channels taken out;
 * ``macs_per_entry`` (optional): the multiply-accumulates each weight entry
-  does, for the cost model.
+  does, for the cost model;
+* for the criteria (optional): ``kernel_columns`` and ``input_magnitudes``
+  (weight criteria, lower-level seeding), ``scores_inputs`` and
+  ``rearranges_only`` (where activation criteria read a group's channels);
+* for lower-level plans (optional): ``masks_kernel``;
+* for the evaluator's sliced engine (optional): ``sliced_kind``.
+
+Every consumer asks the handler, never the layer class, so registering a
+handler gives a custom layer each of these capabilities.
 
 Channel labels are integer ids of single channels ("atoms"). The tracer unites
 atoms that must be pruned together (an ``Add`` ties its inputs position by
@@ -90,7 +98,22 @@ class LayerHandler:
 
     kb.register_handler(Scale, ScaleHandler())
     ```
+
+    Attributes:
+        scores_inputs: True for a layer that reads its input channels through
+            a kernel (conv, dense, depthwise, separable): activation criteria
+            score a group's channels where such a layer reads them.
+        rearranges_only: True for a layer that only pools, pads or moves the
+            entries of each channel (pooling, flatten, reshape): activation
+            criteria read the tensor before it, which keeps its spatial axes.
+        masks_kernel: True when plans may zero single (input channel, filter)
+            entries of the layer's ``kernel``, whose last two axes are
+            (inputs, filters) (`keras_biprune.PruningPlan` ``kernels``).
     """
+
+    scores_inputs = False
+    rearranges_only = False
+    masks_kernel = False
 
     def trace(self, layer, inputs, ctx):
         """Returns the ``Channels`` (or ``None``) of each output tensor.
@@ -137,7 +160,8 @@ class LayerHandler:
                 on the input-channel axis of a layer that mixes channels (a
                 conv or dense kernel): that is where the masked reference
                 model zeroes pruned channels. Always slice weights with
-                ``take``; it also serves for analytic parameter counts.
+                ``take``; it also serves for analytic parameter counts and
+                growth (the kinds of take are in `keras_biprune.handlers.take`).
         """
         return list(weights)
 
@@ -159,6 +183,35 @@ class LayerHandler:
             dimension. The default counts 0 for every weight (no MACs).
         """
         return ()
+
+    def kernel_columns(self, layer):
+        """The layer's output-channel weights as ``(weights per channel, channels)``.
+
+        Column ``j`` holds every kernel weight that makes entry ``j`` of the
+        layer's output channel axis (a conv filter, a dense unit's column).
+        Weight criteria (L1, L2, FPGM) score these. The default, None, means
+        the layer has no such kernel (biases are not scored).
+        """
+
+    def input_magnitudes(self, layer):
+        """``|weights|`` linking each input channel to each filter: ``(inputs, filters)``.
+
+        Seeds the lower-level search for layers that take input masks. The
+        default, None, means the layer has no such kernel.
+        """
+
+    def sliced_kind(self, layer):
+        """How the evaluator's sliced engine runs the layer with sliced weights.
+
+        Returns:
+            ``"call"`` for a weightless layer that works at any channel count
+            (called as it is); ``"conv"``, ``"depthwise"``, ``"dense"`` or
+            ``"bn"`` for a layer the engine computes itself from its sliced
+            weights (kernel, then an optional bias, then the layer's
+            ``activation``; batch norm over the last axis); None (the
+            default) when the engine cannot run it: the model is then scored
+            by the batched masked engine.
+        """
 
 
 def positions(shape, axis):

@@ -1,5 +1,6 @@
 """Handlers of layers whose output channels are their input channels."""
 
+import keras
 import numpy as np
 
 from keras_biprune.errors import HandlerError
@@ -23,6 +24,9 @@ class PassThroughHandler(LayerHandler):
             ctx.freeze(inputs[0], "softmax mixes channels")
         return [inputs[0]]
 
+    def sliced_kind(self, layer):
+        return "call"
+
 
 def _normalizes_channels(layer, x, rank):
     if x is None:
@@ -38,6 +42,8 @@ class SpatialHandler(LayerHandler):
     """Pooling, padding, cropping and up-sampling: they act on the spatial axes
     given by ``data_format`` and keep every channel."""
 
+    rearranges_only = True
+
     def trace(self, layer, inputs, ctx):
         x = inputs[0]
         rank = len(ctx.input_shapes[0])
@@ -45,9 +51,14 @@ class SpatialHandler(LayerHandler):
             return ctx.opaque(inputs, f"{type(layer).__name__} treats the channel axis as spatial")
         return [x]
 
+    def sliced_kind(self, layer):
+        return "call"
+
 
 class GlobalPoolingHandler(LayerHandler):
     """``GlobalAveragePooling*``/``GlobalMaxPooling*``: channels survive, spatial axes go."""
+
+    rearranges_only = True
 
     def trace(self, layer, inputs, ctx):
         x = inputs[0]
@@ -58,6 +69,9 @@ class GlobalPoolingHandler(LayerHandler):
             return ctx.opaque(inputs, f"{type(layer).__name__} pools over the channel axis")
         axis = x.axis if layer.keepdims else -1
         return [Channels(x.labels, axis)]
+
+    def sliced_kind(self, layer):
+        return "call"
 
 
 class PerChannelHandler(LayerHandler):
@@ -141,6 +155,13 @@ class PerChannelHandler(LayerHandler):
             return list(weights)
         keep = io.inputs[0]
         return [w if w.ndim == 0 else take(w, self._axis(w, io), keep) for w in weights]
+
+    def sliced_kind(self, layer):
+        """``"bn"`` for a ``BatchNormalization`` over the last axis."""
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (
+                -1, len(layer.input.shape) - 1):
+            return "bn"
+        return None
 
     @staticmethod
     def _axis(array, io):

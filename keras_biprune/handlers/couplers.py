@@ -34,6 +34,9 @@ class MergeHandler(LayerHandler):
                 ctx.freeze(first, "combined with a broadcast tensor on another axis")
         return [first]
 
+    def sliced_kind(self, layer):
+        return "call"
+
 
 class ConcatenateHandler(LayerHandler):
     """``Concatenate`` and ``ops.concatenate``: on the channel axis the output's
@@ -58,3 +61,6 @@ class ConcatenateHandler(LayerHandler):
         for channels in labelled[1:]:
             ctx.tie(labelled[0], channels)
         return [labelled[0]]
+
+    def sliced_kind(self, layer):
+        return "call"

@@ -1,5 +1,6 @@
 """Handlers of layers that make new channels: convolutions and dense layers."""
 
+import keras
 import numpy as np
 
 from keras_biprune.handlers.base import Channels, LayerHandler, channel_axis, positions
@@ -41,6 +42,8 @@ class ConvHandler(LayerHandler):
     kernel_in_axis = -2
     kernel_out_axis = -1
     size_key = "filters"
+    scores_inputs = True
+    masks_kernel = True
 
     def _axis(self, layer, rank):
         return channel_axis(getattr(layer, "data_format", "channels_last"), rank)
@@ -102,11 +105,31 @@ class ConvHandler(LayerHandler):
         shape = output_shapes[0]
         return [positions(shape, self._axis(layer, len(shape)))]
 
+    def kernel_columns(self, layer):
+        kernel = np.moveaxis(keras.ops.convert_to_numpy(layer.kernel), self.kernel_out_axis, -1)
+        return kernel.reshape(-1, kernel.shape[-1])
+
+    def input_magnitudes(self, layer):
+        """The absolute kernel summed over its spatial axes."""
+        kernel = np.abs(keras.ops.convert_to_numpy(layer.kernel))
+        kernel = kernel.reshape(-1, *kernel.shape[-2:]).sum(axis=0)
+        return kernel.T if self.kernel_out_axis == -2 else kernel
+
+    def sliced_kind(self, layer):
+        """``"conv"`` for a 1-D or 2-D conv with ``groups=1`` and no causal padding."""
+        if getattr(layer, "rank", None) in (1, 2) and getattr(layer, "groups", 1) == 1:
+            return None if layer.padding == "causal" else "conv"
+        return None
+
 
 class DenseHandler(ConvHandler):
     """``Dense``: a kernel of shape (inputs, units) applied on the last axis."""
 
     size_key = "units"
+
+    def sliced_kind(self, layer):
+        """``"dense"`` for ``keras.layers.Dense`` itself (a subclass may change its call)."""
+        return "dense" if type(layer) is keras.layers.Dense else None
 
 
 class ConvTransposeHandler(ConvHandler):
@@ -114,16 +137,22 @@ class ConvTransposeHandler(ConvHandler):
 
     kernel_in_axis = -1
     kernel_out_axis = -2
+    masks_kernel = False
 
     def macs_per_entry(self, layer, input_shapes, output_shapes):
         """Each kernel entry works once per *input* position."""
         shape = input_shapes[0]
         return [positions(shape, self._axis(layer, len(shape)))]
 
+    def sliced_kind(self, layer):
+        """None: the sliced engine does not run transposed convolutions."""
+
 
 class DepthwiseConvHandler(LayerHandler):
     """``DepthwiseConv1D/2D``: each input channel makes ``depth_multiplier``
     outputs, so the outputs are the input's atoms, each repeated."""
+
+    scores_inputs = True
 
     def trace(self, layer, inputs, ctx):
         opaque = _expect_weights(layer, ["kernel"], ctx, inputs)
@@ -145,10 +174,20 @@ class DepthwiseConvHandler(LayerHandler):
         shape = output_shapes[0]
         return [positions(shape, channel_axis(layer.data_format, len(shape)))]
 
+    def kernel_columns(self, layer):
+        """Each output entry's depthwise kernel slice (the kernel is (…, inputs, multiplier))."""
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        return kernel.reshape(-1, kernel.shape[-2] * kernel.shape[-1])
+
+    def sliced_kind(self, layer):
+        return "depthwise" if getattr(layer, "rank", None) == 2 else None
+
 
 class SeparableConvHandler(LayerHandler):
     """``SeparableConv1D/2D``: depthwise (tied to the input) then pointwise (new
     output channels)."""
+
+    scores_inputs = True
 
     def trace(self, layer, inputs, ctx):
         opaque = _expect_weights(layer, ["depthwise_kernel", "pointwise_kernel"], ctx, inputs)
@@ -179,3 +218,18 @@ class SeparableConvHandler(LayerHandler):
         shape = output_shapes[0]
         n = positions(shape, channel_axis(layer.data_format, len(shape)))
         return [n, n]
+
+    def kernel_columns(self, layer):
+        """The pointwise filters."""
+        kernel = keras.ops.convert_to_numpy(layer.pointwise_kernel)
+        return kernel.reshape(-1, kernel.shape[-1])
+
+    def input_magnitudes(self, layer):
+        """Input channel ``c`` reaches filter ``f`` through its depthwise slices ``k``:
+        the sum over ``k`` of ``sum|depthwise[..., c, k]| * |pointwise[c * multiplier + k, f]|``."""
+        depthwise = np.abs(keras.ops.convert_to_numpy(layer.depthwise_kernel))
+        pointwise = np.abs(keras.ops.convert_to_numpy(layer.pointwise_kernel))
+        n_in, multiplier = depthwise.shape[-2:]
+        spread = depthwise.reshape(-1, n_in, multiplier).sum(axis=0)
+        pointwise = pointwise.reshape(n_in, multiplier, -1)
+        return np.einsum("ck,ckf->cf", spread, pointwise)

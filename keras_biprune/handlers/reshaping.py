@@ -37,6 +37,8 @@ def _single_channel_axis(labels):
 class ElementMapHandler(LayerHandler):
     """Base for layers that permute or reshape elements without computing."""
 
+    rearranges_only = True
+
     def move(self, layer, labels, out_shape):
         """Moves the label map as the layer moves data; None when it cannot tell."""
         raise NotImplementedError
@@ -88,6 +90,9 @@ class FlattenHandler(ElementMapHandler):
         if layer.data_format == "channels_first" and labels.ndim > 1:
             labels = np.moveaxis(labels, 0, -1)
         return labels.reshape(out_shape)
+
+    def sliced_kind(self, layer):
+        return "call"
 
 
 class PermuteHandler(ElementMapHandler):

@@ -24,7 +24,7 @@ from keras_biprune.errors import SearchError
 logger = logging.getLogger(__name__)
 
 _FORMAT = "keras_biprune.search.checkpoint"
-_VERSION = 1
+_VERSION = 2  # 2: the objective cache is keyed by PruningPlan
 
 
 def seed_for(random_state, *coordinates):

@@ -6,11 +6,11 @@ import numpy as np
 
 from keras_biprune import criteria
 from keras_biprune.errors import SearchError
+from keras_biprune.plan import PruningPlan
 from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
-from keras_biprune.search.objective import Objective, plan_key
+from keras_biprune.search.objective import Objective
 from keras_biprune.search.space import Budget, UpperEncoding, check_int
-from keras_biprune.surgery import PruningPlan
 
 
 @dataclasses.dataclass
@@ -195,10 +195,10 @@ class Search:
         return Progress(self.generations, self.verbose, self._progress_keys, start)
 
     def _solution(self, plan):
-        score, cost = self._objective.cache[plan_key(plan)]
+        score, cost = self._objective.cache[plan]
         return Solution(plan, score, cost)
 
-    def _record(self, generation, fitness, elapsed, **extra):
+    def _history_entry(self, generation, fitness, elapsed, **extra):
         fitness = np.asarray(fitness, dtype="float64")
         return {"generation": generation, "best": float(np.max(fitness)),
                 "mean": float(np.mean(fitness[np.isfinite(fitness)])) if np.isfinite(
@@ -210,10 +210,9 @@ class Search:
         solutions, seen = [], set()
         for index in np.argsort(-np.asarray(fitness, dtype="float64"), kind="stable"):
             solution = self._solution(plans[index])
-            key = plan_key(solution.plan)
-            if key in seen:
+            if solution.plan in seen:
                 continue
-            seen.add(key)
+            seen.add(solution.plan)
             if self._objective.violation(np.array([solution.score]),
                                          np.array([solution.cost]))[0] == 0:
                 solutions.append(solution)

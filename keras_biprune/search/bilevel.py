@@ -169,18 +169,18 @@ class BiLevelSearch(Search):
             if self.islands > 1 and self.migration_size and \
                     generation % self.migration_interval == 0:
                 self._migrate(populations, fitnesses)
-            record = self._record(generation, np.concatenate(fitnesses),
-                                  elapsed + progress.elapsed(),
-                                  best_score=self._best().score, best_cost=self._best().cost)
-            history.append(record)
+            entry = self._history_entry(generation, np.concatenate(fitnesses),
+                                        elapsed + progress.elapsed(),
+                                        best_score=self._best().score, best_cost=self._best().cost)
+            history.append(entry)
             self._checkpoint.save(generation, {
                 "populations": populations, "fitnesses": fitnesses,
                 "objective": self._objective.state(), "archive": self._archive,
                 "response_keys": list(self._responses),
                 "response_fitness": [f for f, _ in self._responses.values()],
                 "response_plans": self._plan_state([p for _, p in self._responses.values()]),
-                "history": history, "elapsed": record["elapsed"]})
-            progress.update(generation, record)
+                "history": history, "elapsed": entry["elapsed"]})
+            progress.update(generation, entry)
         progress.close(generation)
         responses = list(self._responses.values())
         front = self._front([p for _, p in responses])

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from keras_biprune.errors import SearchError
-from keras_biprune.surgery import PruningPlan
+from keras_biprune.plan import PruningPlan
 
 
 @dataclasses.dataclass(frozen=True)

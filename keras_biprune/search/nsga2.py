@@ -4,7 +4,6 @@ import numpy as np
 
 from keras_biprune.search._evolution import next_generation, seed_for
 from keras_biprune.search.base import Search, SearchResult
-from keras_biprune.search.objective import plan_key
 
 
 class NSGA2Search(Search):
@@ -62,7 +61,7 @@ class NSGA2Search(Search):
         else:
             population, fitness = state["population"], state["fitness"]
             self._objective.restore(state["objective"])
-            self._plans = dict(zip(state["plan_keys"], self._plans_from_state(state["plans"])))
+            self._plans = dict.fromkeys(self._plans_from_state(state["plans"]))
             history, generation, elapsed = state["history"], state["generation"], state["elapsed"]
         progress = self._progress(generation)
         while generation < self.generations and not self._objective.exhausted:
@@ -70,19 +69,19 @@ class NSGA2Search(Search):
                 population, self._fitness, self._upper.gene_space,
                 seed_for(self.random_state, "nsga2", generation), multi_objective=True)
             generation += 1
-            front = self._front(self._plans.values())
-            record = self._record(generation, fitness[:, 0], elapsed + progress.elapsed(),
-                                  front=len(front), hypervolume=front.hypervolume(
-                                      baseline=self.evaluator.baseline))
-            history.append(record)
+            front = self._front(self._plans)
+            entry = self._history_entry(
+                generation, fitness[:, 0], elapsed + progress.elapsed(), front=len(front),
+                hypervolume=front.hypervolume(baseline=self.evaluator.baseline))
+            history.append(entry)
             self._checkpoint.save(generation, {
                 "population": population, "fitness": fitness,
-                "objective": self._objective.state(), "plan_keys": list(self._plans),
-                "plans": self._plan_state(self._plans.values()), "history": history,
-                "elapsed": record["elapsed"]})
-            progress.update(generation, record)
+                "objective": self._objective.state(),
+                "plans": self._plan_state(self._plans), "history": history,
+                "elapsed": entry["elapsed"]})
+            progress.update(generation, entry)
         progress.close(generation)
-        front = self._front(self._plans.values())
+        front = self._front(self._plans)
         best = max(front, key=lambda s: self._objective.sign * s.score) if len(front) else None
         ranked = sorted(front, key=lambda s: -self._objective.sign * s.score)
         return SearchResult(best, front, history, self._objective.n_evaluations, ranked)
@@ -91,7 +90,7 @@ class NSGA2Search(Search):
         """Rows of (oriented score, 1 - cost); infeasible rows below every feasible one."""
         plans = [self._decode(g) for g in genomes]
         for plan in plans:
-            self._plans.setdefault(plan_key(plan), plan)
+            self._plans.setdefault(plan)
         scores, costs = self._objective.measure(plans)
         violation = self._objective.violation(scores, costs)
         objectives = np.stack([self._objective.sign * scores, 1.0 - costs], axis=1)

@@ -1,6 +1,5 @@
 """What the searches optimize: evaluator score and cost of a plan, and one fitness."""
 
-import hashlib
 import numbers
 
 import numpy as np
@@ -80,17 +79,13 @@ class Objective:
 
     def measure(self, plans):
         """``(scores, costs)`` of plans: evaluator scores and cost shares, cached."""
-        keys = [plan_key(p) for p in plans]
-        todo = {}
-        for key, plan in zip(keys, plans):
-            if key not in self.cache and key not in todo:
-                todo[key] = plan
+        todo = list(dict.fromkeys(p for p in plans if p not in self.cache))
         if todo:
-            scores = self.evaluator.evaluate(list(todo.values()))
+            scores = self.evaluator.evaluate(todo)
             self.n_evaluations += len(todo)
-            for (key, plan), score in zip(todo.items(), scores):
-                self.cache[key] = (float(score), float(self.budget.ratio(plan)))
-        values = np.array([self.cache[k] for k in keys], dtype="float64").reshape(-1, 2)
+            for plan, score in zip(todo, scores):
+                self.cache[plan] = (float(score), float(self.budget.ratio(plan)))
+        values = np.array([self.cache[p] for p in plans], dtype="float64").reshape(-1, 2)
         return values[:, 0], values[:, 1]
 
     def drop(self, scores):
@@ -122,14 +117,3 @@ class Objective:
     def restore(self, state):
         self.cache = dict(state["cache"])
         self.n_evaluations = state["n_evaluations"]
-
-
-def plan_key(plan):
-    """A short hash identifying a plan's content."""
-    digest = hashlib.sha1()
-    for name, part in (("keep", plan.keep), ("inputs", plan.inputs)):
-        for k in sorted(part):
-            digest.update(f"{name}:{k}:{part[k]}".encode())
-    for k in sorted(plan.kernels):
-        digest.update(f"kernels:{k}:".encode() + np.packbits(plan.kernels[k]).tobytes())
-    return digest.hexdigest()

@@ -17,8 +17,7 @@ import numpy as np
 from keras_biprune.criteria.weights import input_magnitudes
 from keras_biprune.errors import SearchError
 from keras_biprune.evaluate import cost
-from keras_biprune.surgery import PruningPlan
-from keras_biprune.surgery.plan import takes_input_mask, takes_kernel_mask
+from keras_biprune.plan import PruningPlan, takes_input_mask, takes_kernel_mask
 
 KINDS = ("mask", "width")
 GRANULARITIES = ("layer", "filter")

@@ -4,59 +4,30 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
-from keras_biprune.errors import InvalidPlanError
 from keras_biprune.graph import trace
-from keras_biprune.handlers import NodeIO, lookup
+from keras_biprune.handlers import lookup
+from keras_biprune.handlers.take import Slice, ZeroConsumed
 from keras_biprune.layers import ChannelSelect
-from keras_biprune.surgery.plan import PruningPlan
-
-
-def _slice(array, axis, keep, consumed=False):
-    if keep is None or keep.all():
-        return array
-    return np.compress(keep, array, axis=axis)
-
-
-def _zero(array, axis, keep, consumed=False):
-    if not consumed or keep is None or keep.all():
-        return array
-    view = [1] * array.ndim
-    view[axis] = len(keep)
-    return np.where(keep.reshape(view), array, np.zeros((), array.dtype))
-
-
-def node_io(record, atom_keep, plan):
-    """The `NodeIO` of a layer's record: what its handler keeps under ``plan``."""
-    def masks(channel_list):
-        return tuple(None if c is None else atom_keep[c.labels] for c in channel_list)
-
-    inputs = masks(record.inputs)
-    read = plan.inputs.get(record.path)
-    if read is not None:
-        inputs = (inputs[0] & np.isin(np.arange(len(inputs[0])), read),) + inputs[1:]
-    return NodeIO(
-        inputs,
-        masks(record.outputs),
-        tuple(record.inputs),
-        tuple(record.outputs),
-        plan.kernels.get(record.path),
-    )
-
-
-def kernel_mask(io):
-    """The plan's (input channel, filter) mask of a kernel, sliced like the kernel."""
-    return _slice(_slice(io.kernel, 0, io.inputs[0]), 1, io.outputs[0])
+from keras_biprune.plan import checked_plan, kernel_mask, node_io
 
 
 class _Rebuilder:
-    """Walks the original graph and calls a new copy of each operation."""
+    """Walks the original graph and calls a new copy of each operation.
+
+    It walks the graph itself rather than using ``keras.models.clone_model``'s
+    ``clone_function``: a pruned layer needs input tensors of the pruned shape
+    and sometimes a `ChannelSelect` in front of it, nested models must be
+    rebuilt on the pruned shapes they are called on, ``keras.ops`` calls
+    (``x + y``) are nodes that have no layer to clone, and shared layers are
+    created once and called at every node.
+    """
 
     def __init__(self, graph, plan, prune):
         self.records = {id(r.op): r for r in graph.records}
         self.atom_keep = graph.atom_keep(plan.keep)
         self.plan = plan
         self.prune = prune
-        self.take = _slice if prune else _zero
+        self.take = Slice() if prune else ZeroConsumed()
         self.new_ops = {}
         self.selects = {}
         self.weights_set = set()
@@ -113,9 +84,9 @@ class _Rebuilder:
             return config
         return lookup(op).prune_config(op, config, self._io(self.records[id(op)]))
 
-    def arrays(self, op, arrays, fill=None):
+    def arrays(self, op, arrays):
         """Arrays shaped like ``op``'s weights (its weights, optimizer slots), made to fit
-        the new layer as its weights are. ``fill`` is unused here (see the grower)."""
+        the new layer as its weights are."""
         io = self._io(self.records[id(op)])
         arrays = lookup(op).prune_weights(op, list(arrays), io, self.take)
         if io.kernel is not None:
@@ -144,22 +115,12 @@ class _Rebuilder:
         if internals.is_graph_model(op) or not getattr(op, "weights", None) or id(op) in self.weights_set:
             return
         new = self.new_ops[id(op)]
-        new.set_weights(self.arrays(op, op.get_weights(), fill=new.get_weights()))
+        new.set_weights(self.new_weights(op, new))
         self.weights_set.add(id(op))
 
-
-def checked_plan(graph, plan):
-    """``plan`` validated against ``graph``, with its unread channels pruned
-    (`PruningPlan.without_unread`); ``None`` becomes a keep-all plan."""
-    if plan is None:
-        plan = PruningPlan.keep_all(graph)
-    if not isinstance(plan, PruningPlan):
-        raise InvalidPlanError(
-            f"Expected a kb.PruningPlan. Received: plan={type(plan).__name__}. "
-            "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
-        )
-    plan.validate(graph)
-    return plan.without_unread(graph)
+    def new_weights(self, op, new):
+        """The weights of ``new``, the copy of ``op``."""
+        return self.arrays(op, op.get_weights())
 
 
 def _prepare(model, plan):

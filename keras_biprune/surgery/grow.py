@@ -7,7 +7,8 @@ of the original, False: a new one); handlers patch configs with
 ``take`` that inserts entries instead of removing them:
 
 * on an axis that reads channels (``consumed=True``: a conv or dense kernel's
-  input rows) new entries are exact zeros, so nothing reads a new channel;
+  input rows) new entries are exact zeros, so nothing reads a new channel
+  (the ``take`` is `keras_biprune.handlers.take.Insert`);
 * on every other axis (a producer's new filters, their bias, batch-norm
   statistics) new entries take the values a freshly built layer of the grown
   config has: the layer's own initializers (kernels random, biases and
@@ -25,8 +26,9 @@ import numpy as np
 from keras_biprune.errors import HandlerError, InvalidPlanError
 from keras_biprune.graph import trace
 from keras_biprune.handlers import NodeIO, lookup
+from keras_biprune.handlers.take import Insert
+from keras_biprune.plan import PruningPlan
 from keras_biprune.surgery.apply import _Rebuilder
-from keras_biprune.surgery.plan import PruningPlan
 
 logger = logging.getLogger(__name__)
 
@@ -35,43 +37,7 @@ class _NotGrowable(Exception):
     pass
 
 
-def _insert(array, axis, old, consumed, fill):
-    """``array`` with new entries inserted on ``axis`` where ``old`` is False."""
-    if old is None or old.all():
-        return array
-    if array.shape[axis] != int(old.sum()):
-        raise HandlerError(
-            f"Growth expected {int(old.sum())} entries on axis {axis} of a weight of shape "
-            f"{array.shape}. Received: a handler slicing another axis. Check the handler's "
-            "prune_weights."
-        )
-    shape = list(array.shape)
-    shape[axis] = len(old)
-    out = np.full(shape, 0.0 if consumed else fill, dtype=np.float64)
-    index = [slice(None)] * array.ndim
-    index[axis] = np.flatnonzero(old)
-    out[tuple(index)] = array
-    return out
-
-
-def _fresh(array, axis, old, consumed=False):
-    """Inserts zeros where a new channel is read, NaN (a fresh value later) elsewhere."""
-    return _insert(array, axis, old, consumed, np.nan)
-
-
-def _zeros(array, axis, old, consumed=False):
-    """Inserts zeros everywhere (optimizer slots of new entries)."""
-    return _insert(array, axis, old, consumed, 0.0)
-
-
-def _shape_only(array, axis, old, consumed=False):
-    if old is None:
-        return array
-    if array.shape[axis] != int(old.sum()):
-        raise _NotGrowable(f"a weight of shape {array.shape} does not follow the channels")
-    shape = list(array.shape)
-    shape[axis] = len(old)
-    return np.broadcast_to(np.int8(0), shape)
+_GROWN_SHAPE = Insert(shape_only=True)
 
 
 def _run_mask(positions, k):
@@ -101,7 +67,6 @@ class _Grower(_Rebuilder):
         self.k = np.zeros(len(ids), dtype=np.int64)
         for group_id, n in growth.items():
             self.k[ids.index(group_id)] = n
-        self.take = _fresh
 
     def mask(self, channels):
         """The grown old-channel mask of a tensor's ``Channels`` (None: untracked)."""
@@ -128,15 +93,20 @@ class _Grower(_Rebuilder):
     def configure(self, op, config):
         return lookup(op).grow_config(op, config, self._io(self.records[id(op)]))
 
-    def arrays(self, op, arrays, fill=None):
-        """``fill`` (the new layer's own fresh weights) gives new non-read entries their
-        values; without it (optimizer slots) every new entry is 0."""
+    def arrays(self, op, arrays):
+        """Arrays shaped like ``op``'s weights (optimizer slots), grown: new entries 0."""
+        return self._grown(op, arrays, Insert(0.0))
+
+    def new_weights(self, op, new):
+        """``op``'s weights grown; new entries nothing reads take ``new``'s fresh values."""
+        return self._grown(op, op.get_weights(), Insert(np.nan), fresh=new.get_weights())
+
+    def _grown(self, op, arrays, take, fresh=None):
         dtypes = [np.asarray(a).dtype for a in arrays]
         wide = [np.asarray(a, dtype=np.float64) for a in arrays]
-        take = _fresh if fill is not None else _zeros
         grown = lookup(op).prune_weights(op, wide, self._io(self.records[id(op)]), take)
-        if fill is not None:
-            grown = [np.where(np.isnan(g), f, g) for g, f in zip(grown, fill)]
+        if fresh is not None:
+            grown = [np.where(np.isnan(g), f, g) for g, f in zip(grown, fresh)]
         return [np.asarray(g).astype(d) for g, d in zip(grown, dtypes)]
 
     def _select_inputs(self, op, args):
@@ -178,7 +148,7 @@ def growable_groups(graph):
                 handler.grow_config(record.op, record.op.get_config(), io)
                 if getattr(record.op, "weights", None):
                     shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in record.op.weights]
-                    handler.prune_weights(record.op, shapes, io, _shape_only)
+                    handler.prune_weights(record.op, shapes, io, _GROWN_SHAPE)
         except (_NotGrowable, HandlerError) as error:
             blocked[group.id] = f"{path}: {error}"
     return blocked

@@ -82,7 +82,7 @@ def test_sliced_engine_traces_once_for_every_width_and_batch_size(adaptive_bn):
     x, y = _regression_data(model, n=44)
     evaluator = kb.Evaluator(model, (x, y), metric="mse", batch_size=8, eval_size=28,
                              calibration_size=16, adaptive_bn=adaptive_bn, engine="sliced")
-    sliced = evaluator._sliced
+    sliced = evaluator._engine
     traces = []
     run = sliced._run
     sliced._run = lambda *args: traces.append(1) or run(*args)

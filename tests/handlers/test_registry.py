@@ -88,3 +88,85 @@ def test_handler_that_mislabels_outputs_is_reported(registry_snapshot):
     kb.register_handler(ChannelScale, Wrong())
     with pytest.raises(kb.HandlerError, match="labelled 3 channels"):
         kb.trace(_model())
+
+
+@keras.saving.register_keras_serializable("biprune_tests")
+class UnitMix(layers.Layer):
+    """A custom dense layer: ``activation(x @ kernel + bias)`` on the last axis."""
+
+    def __init__(self, units, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = keras.activations.get(activation)
+
+    def build(self, shape):
+        self.kernel = self.add_weight(shape=(shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="random_normal", name="bias")
+
+    def call(self, x):
+        return self.activation(keras.ops.matmul(x, self.kernel) + self.bias)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+class UnitMixHandler(kb.LayerHandler):
+    """Everything a new channel-mixing layer answers for, in one handler."""
+
+    scores_inputs = True
+    masks_kernel = True
+
+    def trace(self, layer, inputs, ctx):
+        return [ctx.new(layer.units, -1)]
+
+    def prune_config(self, layer, config, io):
+        config["units"] = int(io.outputs[0].sum())
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        kernel = take(weights[0], 0, io.inputs[0], consumed=True)
+        return [take(kernel, 1, io.outputs[0]), take(weights[1], -1, io.outputs[0])]
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        return [kb.handlers.positions(output_shapes[0], -1), 0]
+
+    def kernel_columns(self, layer):
+        return keras.ops.convert_to_numpy(layer.kernel)
+
+    def input_magnitudes(self, layer):
+        return np.abs(keras.ops.convert_to_numpy(layer.kernel))
+
+    def sliced_kind(self, layer):
+        return "dense"
+
+
+def test_a_registered_layer_gets_criteria_cost_and_the_sliced_engine(registry_snapshot):
+    kb.register_handler(UnitMix, UnitMixHandler())
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, activation="relu", name="conv")(inputs)
+    x = UnitMix(10, activation="relu", name="mix")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, layers.Dense(4, name="head")(x))
+    graph = kb.trace(model)
+    mix = next(g for g in graph.prunable_groups if "mix" in g.producers)
+    conv = next(g for g in graph.prunable_groups if "conv" in g.producers)
+    x_data = np.random.default_rng(0).random((24, 8, 8, 3)).astype("float32")
+
+    l1 = kb.criteria.scores(graph, model, "l1")[mix.id]
+    ratio = l1 / np.abs(model.get_layer("mix").kernel.numpy()).sum(axis=0)   # up to a scale
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+    apoz = kb.criteria.scores(graph, model, "apoz", data=x_data)[conv.id]
+    assert apoz.shape == (conv.size,) and np.isfinite(apoz).all()
+
+    plan = kb.PruningPlan.random(graph, 0.5, seed=0, kernel_ratio=0.3)
+    assert "mix" in plan.kernels
+    slim = kb.apply_plan(model, plan)
+    report = kb.cost(graph, plan)
+    assert report.params == slim.count_params()
+    assert report.per_layer["mix"].macs == slim.get_layer("mix").kernel.shape.num_elements()
+
+    y = np.random.default_rng(1).normal(size=(24, 4))
+    scores = [kb.Evaluator(model, (x_data, y), metric="mse", batch_size=8, eval_size=16,
+                           calibration_size=8, engine=engine).evaluate([plan])[0]
+              for engine in ("sliced", "batched")]
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-4)

@@ -2,7 +2,7 @@
 
 Everything is computed from the channel graph and the plan, without building a
 model: each layer's handler slices stand-ins of its weights with the same
-``take`` mechanism surgery uses, and says how many multiply-accumulates each
+`keras_biprune.handlers.take.Take` mechanism surgery uses, and says how many multiply-accumulates each
 weight entry performs per example (`LayerHandler.macs_per_entry`).
 """
 
@@ -17,17 +17,10 @@ from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import UnsupportedModelError
 from keras_biprune.graph import ChannelGraph, trace
 from keras_biprune.handlers import lookup
-from keras_biprune.surgery.apply import checked_plan, kernel_mask, node_io
-from keras_biprune.surgery.plan import PruningPlan
+from keras_biprune.handlers.take import Slice
+from keras_biprune.plan import PruningPlan, checked_plan, kernel_mask, node_io
 
-
-def _shape(array, axis, keep, consumed=False):
-    """A ``take`` that only computes shapes: a zero-copy stand-in of the sliced array."""
-    if keep is None:
-        return array
-    shape = list(array.shape)
-    shape[axis] = int(keep.sum())
-    return np.broadcast_to(np.int8(0), shape)
+_SHAPE = Slice(shape_only=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +121,14 @@ class CostReport(Cost):
     @functools.cached_property
     def per_group(self):
         atom_keep = self._graph.atom_keep(self._plan.keep)
-        by_path = {r.path: r for r in self._graph.records}
         result = {}
         for index, group in enumerate(self._graph.groups):
             emptied = atom_keep & (self._graph.atom_group != index)
             total = Cost()
             for path in dict.fromkeys(m.layer for m in group.members):
-                costed = _layer_cost(by_path[path], atom_keep, self._plan)
+                costed = _layer_cost(self._graph.record(path), atom_keep, self._plan)
                 if costed is not None:
-                    total += costed - _layer_cost(by_path[path], emptied, self._plan)
+                    total += costed - _layer_cost(self._graph.record(path), emptied, self._plan)
             result[group.id] = total
         return result
 
@@ -251,7 +243,7 @@ def _weight_counts(record, io):
         return (), ()
     handler = lookup(op)
     shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in op.weights]
-    dense = [math.prod(w.shape) for w in handler.prune_weights(op, shapes, io, _shape)]
+    dense = [math.prod(w.shape) for w in handler.prune_weights(op, shapes, io, _SHAPE)]
     if io.kernel is None:
         return dense, dense
     # Each zero of the (input channel, filter) mask that survives the

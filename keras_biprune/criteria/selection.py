@@ -7,7 +7,7 @@ import numpy as np
 from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.registry import get
 from keras_biprune.errors import CriterionError, InvalidPlanError
-from keras_biprune.surgery import PruningPlan
+from keras_biprune.plan import PruningPlan
 
 
 def scores(graph, model, criterion="l1", data=None):

@@ -7,8 +7,7 @@ import numbers
 import numpy as np
 
 from keras_biprune.errors import InvalidPlanError, PlanMismatchError
-from keras_biprune.handlers import lookup, reads_channels
-from keras_biprune.handlers.producers import ConvHandler, ConvTransposeHandler
+from keras_biprune.plan.per_layer import takes_input_mask, takes_kernel_mask
 
 _FORMAT = "keras_biprune.PruningPlan"
 _VERSION = 1
@@ -276,6 +275,14 @@ class PruningPlan:
     def __eq__(self, other):
         return isinstance(other, PruningPlan) and self.get_config() == other.get_config()
 
+    def __hash__(self):
+        # Equal plans have equal content; the signature only tells models apart.
+        return hash((
+            tuple(sorted(self.keep.items())),
+            tuple(sorted(self.inputs.items())),
+            tuple((k, m.shape, np.packbits(m).tobytes()) for k, m in sorted(self.kernels.items())),
+        ))
+
     def __repr__(self):
         lower = f", {len(self.inputs)} input masks" if self.inputs else ""
         lower += f", {len(self.kernels)} kernel masks" if self.kernels else ""
@@ -341,21 +348,6 @@ def _random_subset(rng, n, ratio):
     return sorted(rng.choice(n, max(1, n - round(ratio * n)), replace=False).tolist())
 
 
-def takes_input_mask(record):
-    """True for a channel-mixing layer (conv, dense; not grouped) whose first input is traced."""
-    return getattr(record.op, "groups", 1) == 1 and reads_channels(record)
-
-
-def takes_kernel_mask(record):
-    """True for a conv or dense layer that takes input masks."""
-    handler = lookup(record.op)
-    return (
-        takes_input_mask(record)
-        and isinstance(handler, ConvHandler)
-        and not isinstance(handler, ConvTransposeHandler)
-    )
-
-
 def _lower_level_layer(graph, path, name):
     """The record of a channel-mixing layer with traced inputs, for lower-level masks."""
     try:
@@ -398,3 +390,20 @@ def _as_indices(group_id, indices):
             "List each kept channel once."
         )
     return tuple(sorted(values))
+
+
+def checked_plan(graph, plan):
+    """``plan`` validated against ``graph``, with its unread channels pruned
+    (`PruningPlan.without_unread`); ``None`` becomes a keep-all plan.
+
+    Every reader of a plan (`apply_plan`, `cost`, the evaluator) starts here.
+    """
+    if plan is None:
+        plan = PruningPlan.keep_all(graph)
+    if not isinstance(plan, PruningPlan):
+        raise InvalidPlanError(
+            f"Expected a kb.PruningPlan. Received: plan={type(plan).__name__}. "
+            "Build one with kb.PruningPlan({group_id: kept_indices}) or PruningPlan.random(graph)."
+        )
+    plan.validate(graph)
+    return plan.without_unread(graph)
