@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
+from keras_biprune._checks import check_data
 from keras_biprune._estimator import Estimator
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
@@ -182,6 +183,8 @@ class BiLevelPruner(Estimator):
             The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``).
         """
         self._validate()
+        check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
+                   compile_kwargs=self.compile_kwargs)
         x_train, y_train, search_data = self._split(x, y, search_data)
         self.search(search_data=search_data)
         if self.method == "bilevel":
@@ -217,6 +220,8 @@ class BiLevelPruner(Estimator):
             y: its targets.
         """
         self._validate()
+        check_data(self.model, x, y, search_data=search_data, compile_kwargs=self.compile_kwargs,
+                   who="search")
         self._reset()
         data = search_data if search_data is not None else (x if y is None else (x, y))
         started = time.perf_counter()
