@@ -49,7 +49,7 @@ _NAMES = {
 # `keras.saving.load_model` finds it; otherwise any use of keras_biprune (or
 # `import keras_biprune.layers`) registers it.
 if "keras" in _sys.modules:
-    from keras_biprune import layers  # noqa: F401,E402
+    from keras_biprune import layers
 
 __version__ = "0.1.0"
 

@@ -158,7 +158,7 @@ class Phases:
 
 
 def _clock(seconds):
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 

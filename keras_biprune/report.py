@@ -45,7 +45,7 @@ def format_report(report, title=None):
         lines.append(f"{'validation':{_NAME}}{'original':>14}{'pruned':>14}{'change':>9}")
         for name, before in original.items():
             after = pruned.get(name)
-            lines.append(f"{'  ' + name:{_NAME}}{before:>14.4f}"
+            lines.append(f"{'val ' + name:{_NAME}}{before:>14.4f}"
                          + (f"{after:>14.4f}{_change(name, before, after):>9}"
                             if after is not None else f"{'-':>14}"))
     search = report.get("search") or {}
