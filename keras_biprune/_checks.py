@@ -74,6 +74,8 @@ def _check_tuple(model, loss, data, name):
 def _check_pair(model, loss, x, y, weights, where, *, x_name, y_name):
     if not _is_arrays(x):
         return
+    if isinstance(x, (list, tuple)) and len(x) != len(getattr(model, "inputs", None) or ()):
+        return                  # not one array per model input: fit reports how to pass it
     xs = _flatten(x)
     ys = _flatten(y) if _is_arrays(y) else []
     ws = _flatten(weights) if _is_arrays(weights) else []
@@ -98,7 +100,9 @@ def _check_lengths(where, x_name, xs, y_name, ys, ws):
     counts |= {"sample_weight" if len(ws) == 1 else f"sample_weight (array {i})": len(a)
                for i, a in enumerate(ws)}
     if len(set(counts.values())) > 1:
-        received = ", ".join(f"{k} with {n} samples" for k, n in counts.items())
+        items = list(counts.items())
+        received = ", ".join(f"{k} with {n} samples" for k, n in items[:6]) + (
+            f" and {len(items) - 6} more arrays" if len(items) > 6 else "")
         raise DataError(
             f"The arrays of {where} must hold the same number of samples (one row per "
             f"sample). Received: {received}. Pass inputs and targets of the same length."
