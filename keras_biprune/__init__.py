@@ -13,6 +13,35 @@ best = kb.search.BiLevelSearch(evaluator, target=0.5, max_accuracy_drop=None).ru
 """
 
 import sys as _sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # for type checkers and mkdocstrings; at run time the names load lazily
+    from keras_biprune import (
+        criteria,
+        datasets,
+        errors,
+        evaluate,
+        export,
+        handlers,
+        layers,
+        plotting,
+        search,
+        training,
+    )
+    from keras_biprune.adaptive import AdaptivePruner
+    from keras_biprune.errors import (
+        BiPruneError,
+        HandlerError,
+        InvalidPlanError,
+        PlanMismatchError,
+        SearchError,
+        UnsupportedModelError,
+    )
+    from keras_biprune.evaluate import Cost, CostReport, Evaluator, cost, count_params
+    from keras_biprune.graph import ChannelGraph, ChannelGroup, GroupMember, trace
+    from keras_biprune.handlers import LayerHandler, register_handler
+    from keras_biprune.pruner import BiLevelPruner
+    from keras_biprune.surgery import PruningPlan, apply_plan, masked_model
 
 # Names load on first use (PEP 562), so `import keras_biprune` (and the
 # `keras-biprune` command's --help and argument errors) does not import Keras
