@@ -1,12 +1,18 @@
 # keras_biprune developer tasks.  `make test` works on a clean clone: it creates
 # .venv and installs the package with its test extras before running pytest.
+# Every install takes the exact versions of constraints.txt (setup.cfg only
+# states compatible ranges); `make demo` installs the package alone.
 
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+CONSTRAINTS := constraints.txt
 
-PYTEST_ENV := TF_CPP_MIN_LOG_LEVEL=2
+# oneDNN is on by default only on some CPUs; without it TensorFlow has no channels_first
+# (NCHW) Conv2D on the CPU, which the channels_first models of the test zoo need.
+PYTEST_ENV := TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=1
 PYTEST_ARGS := -n 2 -q
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -16,21 +22,29 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "Targets:"
-	@echo "  venv       create .venv and pip install -e '.[test]'"
+	@echo "  venv       create .venv and pip install -e '.[test]' -c constraints.txt"
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
-	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline)"
+	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline);"
+	@echo "             installs only the package and its requirements"
 	@echo "  docs       build the documentation site into site/ (mkdocs build --strict)"
 	@echo "  lint       ruff check keras_biprune tests"
 	@echo "  clean      remove .venv, build artifacts and caches"
 
 venv: $(STAMP)
 
-# Reinstall whenever the package metadata changes.
-$(STAMP): setup.cfg pyproject.toml
+# Reinstall whenever the package metadata or the pinned versions change.
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install -e ".[test]"
+	$(VPY) -m pip install -e ".[test]" -c $(CONSTRAINTS)
+	@touch $@
+
+# The demo needs the package and its install_requires only (no PyTorch, MkDocs, pytest).
+$(DEMO_STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e . -c $(CONSTRAINTS)
 	@touch $@
 
 # pytest exit code 5 means "no tests collected": report it, but do not fail.
@@ -46,8 +60,8 @@ test: venv
 test-slow: venv
 	$(call run_pytest,RUN_SLOW=1 $(PYTEST_ENV),-m slow)
 
-demo: venv
-	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/keras-biprune demo
+demo: $(DEMO_STAMP)
+	$(VENV)/bin/keras-biprune demo
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

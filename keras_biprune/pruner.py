@@ -12,10 +12,12 @@ import numpy as np
 
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
+from keras_biprune._checks import check_data
 from keras_biprune._estimator import Estimator
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
+from keras_biprune.report import format_report
 from keras_biprune.search import ParetoFront
 from keras_biprune.search.space import BAND
 from keras_biprune.surgery import PruningPlan, apply_plan
@@ -240,6 +242,8 @@ class BiLevelPruner(Estimator):
             The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``).
         """
         self._validate()
+        check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
+                   compile_kwargs=self.compile_kwargs)
         x_train, y_train, search_data = self._split(x, y, search_data)
         self.search(search_data=search_data)
         if self.method == "bilevel":
@@ -284,6 +288,8 @@ class BiLevelPruner(Estimator):
             y: its targets.
         """
         self._validate()
+        check_data(self.model, x, y, search_data=search_data, compile_kwargs=self.compile_kwargs,
+                   who="search")
         self._reset()
         data = search_data if search_data is not None else (x if y is None else (x, y))
         started = time.perf_counter()
@@ -462,20 +468,8 @@ class BiLevelPruner(Estimator):
     def summary(self, print_fn=None):
         """A table of widths, params, FLOPs and accuracy before and after; printed and returned."""
         self._check_fitted("summary")
-        r = self.report_
-        lines = [f"BiLevelPruner ({self.method}) on {self.model.name!r}",
-                 f"{'':22}{'original':>14}{'pruned':>14}{'kept':>8}",
-                 _row("parameters", r["params"]["original"], r["params"]["pruned"]),
-                 _row("MACs", r["macs"]["original"], r["macs"]["pruned"])]
-        if r["macs"]["pruned_sparse"] != r["macs"]["pruned"]:
-            lines.append(_row("MACs (non-zero)", r["macs"]["original"],
-                              r["macs"]["pruned_sparse"]))
-        for name, before in r.get("validation", {}).get("original", {}).items():
-            after = r["validation"]["pruned"].get(name, float("nan"))
-            lines.append(f"{'val ' + name:22}{before:>14.4f}{after:>14.4f}")
-        lines.append("widths (group: original -> pruned):")
-        lines += [f"  {g}: {a} -> {b}" for g, (a, b) in r["widths"].items()]
-        text = "\n".join(lines)
+        text = format_report(self.report_, title=f"BiLevelPruner ({self.method}) on "
+                                                 f"{self.model.name!r}")
         (print_fn or print)(text)
         return text
 
@@ -621,10 +615,6 @@ _OWN_SEARCH_ARGS = {"target": "target_flops", "channel_granularity": "channel_gr
                     "criterion": "criteria", "round_to": "round_to",
                     "random_state": "random_state", "checkpoint_dir": "checkpoint_dir",
                     "verbose": "verbose"}
-
-
-def _row(name, before, after):
-    return f"{name:22}{before:>14,}{after:>14,}{after / before:>8.1%}"
 
 
 def _evaluate(model, data):

@@ -238,8 +238,9 @@ def test_recovery_distills_a_classifier_by_default_and_not_on_request(trained, d
                                                                       monkeypatch):
     (x, y), validation = digits
     seen = []
-    real = kb.pruner.finetune
-    monkeypatch.setattr(kb.pruner, "finetune",
+    pruner_module = importlib.import_module("keras_biprune.pruner")
+    real = pruner_module.finetune
+    monkeypatch.setattr(pruner_module, "finetune",
                         lambda *args, **kwargs: seen.append(kwargs) or real(*args, **kwargs))
     pruner = _pruner(trained)
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)

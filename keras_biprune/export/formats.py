@@ -15,7 +15,8 @@ def save_keras(model, path):
     """Saves ``model`` as a ``.keras`` archive (architecture, weights, compile state).
 
     A model with a `keras_biprune.layers.ChannelSelect` layer loads back once
-    ``keras_biprune`` is imported.
+    ``keras_biprune.layers`` is imported: ``import keras_biprune`` does it when
+    Keras is already imported, and so does any use of the library.
 
     Args:
         model: a Keras 3 model.

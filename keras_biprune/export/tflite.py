@@ -3,6 +3,7 @@
 import itertools
 import os
 import pathlib
+import sys
 import tempfile
 import warnings
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune._data import batches
+from keras_biprune._stdio import captured_stderr, replay
 from keras_biprune.errors import DataError, InvalidExportError, UnsupportedModelError
 
 QUANTIZE_OPTIONS = (None, "int8")
@@ -73,7 +75,27 @@ def convert(converter, samples=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
-        return converter.convert()
+        converted = False
+        try:
+            with captured_stderr() as captured:   # the converter's C++ logs go to fd 2
+                flatbuffer = converter.convert()
+            converted = True
+        finally:
+            text = "".join(captured)
+            if converted:
+                replay(text, drop=_CONVERTER_CHATTER)
+            elif text:
+                sys.stderr.write(text)            # a failed conversion keeps every line
+    return flatbuffer
+
+
+# What TFLiteConverter.convert writes on every successful run.
+_CONVERTER_CHATTER = (
+    r"^fully_quantize: ",
+    r"\] Ignored output_format\.$",
+    r"\] Ignored drop_control_dependency\.$",
+    r"\] Skipping runtime version metadata in the model",
+)
 
 
 def calibration_samples(model, data, num_calibration):

@@ -1,0 +1,48 @@
+"""Default settings of BiLevelPruner and the searches, readable without Keras or TensorFlow.
+
+The ``keras-biprune`` command shows and uses these in ``--help`` and checks
+its arguments against them before it imports TensorFlow. They copy the
+signatures of `keras_biprune.BiLevelPruner`,
+`keras_biprune.search.BiLevelSearch` and `keras_biprune.search.NSGA2Search`;
+``tests/test_cli.py`` checks that they still agree.
+"""
+
+PRUNER = {
+    "method": "bilevel",
+    "target_flops": 0.5,
+    "max_accuracy_drop": 0.01,
+    "channel_granularity": "layer",
+    "round_to": 8,
+    "criteria": "l1",
+    "metric": "accuracy",
+    "search_fraction": 0.1,
+    "eval_size": 1024,
+    "calibration_size": 256,
+    "adaptive_bn": True,
+    "racing": None,
+    "search_kwargs": None,
+    "n_select": 3,
+    "finalists": 1,
+    "finalist_steps": 100,
+    "compile_kwargs": None,
+    "temperature": 4.0,
+    "alpha": 0.5,
+    "schedule": "cosine",
+    "patience": 3,
+    "recalibrate_bn": True,
+    "checkpoint_dir": None,
+    "random_state": 0,
+    "verbose": 1,
+}
+"""``BiLevelPruner.__init__`` defaults (all but ``model``)."""
+
+SEARCH = {
+    "bilevel": {"generations": 6, "population_size": 8, "max_evaluations": None},
+    "nsga2": {"generations": 10, "population_size": 16, "max_evaluations": None},
+}
+"""Defaults of the search each ``method`` runs (``BiLevelSearch``, ``NSGA2Search``)."""
+
+METHODS = ("bilevel", "nsga2")
+GRANULARITIES = ("layer", "filter")
+CRITERIA = ("apoz", "blend", "bn_scale", "fpgm", "hrank", "l1", "l2", "random", "taylor")
+"""Criterion names ``criteria=`` takes (`keras_biprune.criteria.registry.TABLE`)."""
