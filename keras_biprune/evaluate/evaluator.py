@@ -183,7 +183,8 @@ class Evaluator:
         n_eval = min(eval_size, n)
         rest = order[n_eval:]
         calibration = rest[:calibration_size] if len(rest) else order[:calibration_size]
-        if not len(rest) and self.adaptive_bn:
+        if not len(rest) and self.adaptive_bn and any(
+                isinstance(r.op, keras.layers.BatchNormalization) for r in self.graph.records):
             logger.warning("The evaluator calibrates batch norm on its evaluation samples: "
                            "the data has only %d samples.", n)
         self.x_eval = [a[order[:n_eval]] for a in x]

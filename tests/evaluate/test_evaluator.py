@@ -260,3 +260,17 @@ def test_bad_populations_are_rejected_clearly():
         evaluator.evaluate([kb.PruningPlan(), {"conv": [0]}])
     with pytest.raises(kb.errors.EvaluationError, match="one output"):
         kb.Evaluator(ZOO["multi_io"](), _regression_data(model, n=8))
+
+
+@pytest.mark.parametrize("bn", [True, False])
+def test_the_calibration_warning_only_where_batch_norm_is_calibrated(bn, caplog):
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    if bn:
+        x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    data = (np.zeros((16, 6, 6, 1), "float32"), np.arange(16) % 3)
+    with caplog.at_level("WARNING", logger="keras_biprune.evaluate.evaluator"):
+        kb.Evaluator(model, data, eval_size=32, calibration_size=8)
+    assert ("calibrates batch norm on its evaluation samples" in caplog.text) is bn
