@@ -19,7 +19,6 @@ from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
 from keras_biprune.report import format_report
 from keras_biprune.search import ParetoFront
-from keras_biprune.search.space import BAND
 from keras_biprune.surgery import PruningPlan, apply_plan
 from keras_biprune.training import (
     compile_config,
@@ -28,6 +27,7 @@ from keras_biprune.training import (
     recalibrate_batch_norm,
     recovery_epochs,
 )
+from keras_biprune.training.finetune import steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -353,16 +353,13 @@ class BiLevelPruner(Estimator):
         """
         self._validate()
         started = time.perf_counter()
-        slim = self.prune()
-        data = x if y is None else (x, y)
-        if self.recalibrate_bn and x is not None:
-            recalibrate_batch_norm(slim, data)
+        slim = self._pruned(x, y)
         if "epochs" not in fit_kwargs:
-            fit_kwargs["epochs"] = recovery_epochs(_steps_per_epoch(x, fit_kwargs))
+            fit_kwargs["epochs"] = recovery_epochs(steps_per_epoch(x, fit_kwargs) or 1)
         self.history_ = self._recover(slim, x, y, distill, callbacks=callbacks,
                                       validation_data=validation_data, **fit_kwargs)
         if self.recalibrate_bn and x is not None:
-            recalibrate_batch_norm(slim, data)
+            recalibrate_batch_norm(slim, x if y is None else (x, y))
         self.pruned_model_ = slim
         self.report_["finetune_seconds"] = time.perf_counter() - started
         if self.method == "bilevel":
@@ -379,10 +376,14 @@ class BiLevelPruner(Estimator):
         """
         if self.target_flops is None or plan.inputs or plan.kernels:
             return plan
-        full = cost(self._graph())
-        if cost(self._graph(), plan).macs / full.macs >= self.target_flops - BAND:
-            return plan
         return self._search.fill(plan, self.target_flops)
+
+    def _pruned(self, x, y):
+        """A new slim model of ``plan_``, its batch-norm statistics re-estimated on ``x``."""
+        slim = self.prune()
+        if self.recalibrate_bn and x is not None:
+            recalibrate_batch_norm(slim, x if y is None else (x, y))
+        return slim
 
     def _recover(self, slim, x, y, distill, **fit_kwargs):
         """``finetune`` with the pruner's recovery settings (kernel zeros held)."""
@@ -400,19 +401,18 @@ class BiLevelPruner(Estimator):
         """The finalist plan that scores best on the search data after short recoveries."""
         plans = [self._at_budget(s.plan) for s in self.search_result_.ranked[:self.finalists]] \
             or [self.plan_]
-        per_epoch = _steps_per_epoch(x, fit_kwargs)
+        per_epoch = steps_per_epoch(x, fit_kwargs) or 1
         short = {"epochs": math.ceil(self.finalist_steps / per_epoch),
-                 "steps_per_epoch": min(self.finalist_steps, per_epoch),
-                 "verbose": 0, **{k: v for k, v in fit_kwargs.items() if k == "batch_size"}}
+                 "steps_per_epoch": min(self.finalist_steps, per_epoch), "verbose": 0}
+        if "batch_size" in fit_kwargs:
+            short["batch_size"] = fit_kwargs["batch_size"]
         models, alive, rounds = {}, list(range(len(plans))), []
         while len(alive) > 1:
             scores = {}
             for i in alive:
                 self.plan_ = plans[i]
                 if i not in models:
-                    models[i] = self.prune()
-                    if self.recalibrate_bn:
-                        recalibrate_batch_norm(models[i], x if y is None else (x, y))
+                    models[i] = self._pruned(x, y)
                 self._recover(models[i], x, y, distill, **short)
                 scores[i] = self._score(models[i], search_data)
             rounds.append(scores)
@@ -623,17 +623,6 @@ def _evaluate(model, data):
         return {k: float(v) for k, v in model.evaluate(
             data[0], data[1], verbose=0, return_dict=True).items()}
     return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
-
-
-def _steps_per_epoch(x, fit_kwargs):
-    """Optimizer steps an epoch of ``x`` takes (arrays: by ``batch_size``; datasets: batches)."""
-    if fit_kwargs.get("steps_per_epoch"):
-        return fit_kwargs["steps_per_epoch"]
-    if isinstance(x, np.ndarray):
-        return math.ceil(len(x) / (fit_kwargs.get("batch_size") or 32))
-    if hasattr(x, "cardinality") and int(x.cardinality()) > 0:
-        return int(x.cardinality())
-    return len(x) if hasattr(x, "__len__") else 1
 
 
 def _kernel_nonzero(layer):

@@ -10,7 +10,7 @@ from keras_biprune.plan import PruningPlan
 from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective
-from keras_biprune.search.space import Budget, UpperEncoding, check_int
+from keras_biprune.search.space import BAND, Budget, UpperEncoding, check_int
 
 
 @dataclasses.dataclass
@@ -172,10 +172,11 @@ class Search:
     def fill(self, plan, target):
         """An upper-level ``plan`` of this run fitted to ``target`` of the cost measure.
 
-        Groups get their best-ranked missing channels back (or lose their
-        worst-ranked ones) as `Budget.repair` does, so the plan lands within
-        ``BAND`` below ``target``: e.g. a Pareto-front solution made to use a
-        FLOPs budget. Call it after `run`.
+        A plan already within ``BAND`` below ``target`` is returned as it is;
+        otherwise groups get their best-ranked missing channels back (or lose
+        their worst-ranked ones) as `Budget.repair` does, so the plan lands
+        there: e.g. a Pareto-front solution made to use a FLOPs budget. Call
+        it after `run`.
 
         Example:
 
@@ -185,11 +186,14 @@ class Search:
         plan = search.fill(result.front.select(1)[0].plan, 0.5)
         ```
         """
+        budget = Budget(self.evaluator.graph, target, self.measure)
+        if target - BAND <= budget.ratio(plan) <= target:
+            return plan
         encoding = self._upper
         keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],
                                                      plan.keep.get(g.id, range(g.size)))]
                 for g in encoding.groups}
-        return Budget(self.evaluator.graph, target, self.measure).repair(encoding, keep)
+        return budget.repair(encoding, keep)
 
     def _progress(self, start):
         return Progress(self.generations, self.verbose, self._progress_keys, start)

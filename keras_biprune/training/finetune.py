@@ -246,18 +246,26 @@ def _progress_value(logs):
     return None
 
 
+def steps_per_epoch(x, fit_kwargs):
+    """Optimizer steps an epoch of ``x`` takes, or None when the data does not say.
+
+    ``steps_per_epoch`` in ``fit_kwargs`` first; NumPy arrays by their
+    ``batch_size`` (32 by default); datasets by their cardinality; other
+    sequences (``keras.utils.PyDataset``) by their length.
+    """
+    if fit_kwargs.get("steps_per_epoch"):
+        return fit_kwargs["steps_per_epoch"]
+    if isinstance(x, np.ndarray):
+        return math.ceil(len(x) / (fit_kwargs.get("batch_size") or 32))
+    if hasattr(x, "cardinality"):
+        return int(x.cardinality()) if int(x.cardinality()) > 0 else None
+    return len(x) if hasattr(x, "__len__") else None
+
+
 def _steps(x, fit_kwargs):
     """Optimizer steps of the whole run, or None when the data does not say."""
-    per_epoch = fit_kwargs.get("steps_per_epoch")
-    if per_epoch is None and hasattr(x, "cardinality"):
-        per_epoch = int(x.cardinality())
-    elif per_epoch is None and hasattr(x, "__len__") and not isinstance(x, np.ndarray):
-        per_epoch = len(x)
-    elif per_epoch is None and isinstance(x, np.ndarray):
-        per_epoch = math.ceil(len(x) / (fit_kwargs.get("batch_size") or 32))
-    if per_epoch is None or per_epoch <= 0:
-        return None
-    return per_epoch * fit_kwargs.get("epochs", 1)
+    per_epoch = steps_per_epoch(x, fit_kwargs)
+    return None if per_epoch is None else per_epoch * fit_kwargs.get("epochs", 1)
 
 
 def _with_cosine_decay(config, steps):
