@@ -200,6 +200,11 @@ class BiLevelPruner(Estimator):
                 f"Received: target_flops=None, method={self.method!r}, max_accuracy_drop="
                 f"{self.max_accuracy_drop!r}. Give target_flops (e.g. 0.5)."
             )
+        if t is None and self.criteria == "blend":
+            raise SearchError(
+                "criteria='blend' calibrates its blend at the FLOPs target, so it needs one. "
+                "Received: target_flops=None. Give target_flops (e.g. 0.5) or another criterion."
+            )
         if t is not None and (not isinstance(t, numbers.Real) or isinstance(t, bool)
                               or not 0 < t <= 1):
             raise SearchError(

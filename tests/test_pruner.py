@@ -193,6 +193,8 @@ def test_params_are_stored_and_checked_only_when_fitting(trained, digits):
             x, y)
     with pytest.raises(SearchError, match="needs method='bilevel' and a max_accuracy_drop"):
         _pruner(trained, target_flops=None).fit(x, y)
+    with pytest.raises(SearchError, match="criteria='blend' calibrates its blend at the FLOPs"):
+        _pruner(trained, target_flops=None, max_accuracy_drop=0.01, criteria="blend").fit(x, y)
 
 
 def test_data_that_does_not_fit_the_model_is_refused(trained, digits):
