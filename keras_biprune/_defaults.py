@@ -24,6 +24,8 @@ PRUNER = {
     "n_select": 3,
     "finalists": 1,
     "finalist_steps": 100,
+    "steps": 1,
+    "stage_steps": 300,
     "compile_kwargs": None,
     "temperature": 4.0,
     "alpha": 0.5,
@@ -46,3 +48,11 @@ METHODS = ("bilevel", "nsga2")
 GRANULARITIES = ("layer", "filter")
 CRITERIA = ("apoz", "blend", "bn_scale", "fpgm", "hrank", "l1", "l2", "random", "taylor")
 """Criterion names ``criteria=`` takes (`keras_biprune.criteria.registry.TABLE`)."""
+
+DEMO_PRESETS = {   # (training steps, search settings); the pruner's default recovery
+    "quick": (100, {"generations": 2, "population_size": 4, "islands": 2}),
+    "default": (700, {"generations": 4, "population_size": 6, "islands": 2}),
+    "strong": (2000, {"generations": 10, "population_size": 8, "islands": 3}),
+}
+"""``keras-biprune demo --preset``: training steps of the demo's model and the search's settings."""
+DEMO_DATA = ("auto", "digits", "fashion_mnist")

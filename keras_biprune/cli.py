@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import time
 import zipfile
 
 from keras_biprune import _defaults
@@ -132,37 +131,6 @@ def check_out(path, overwrite):
 
 
 # ------------------------------------------------------------------ phases and logs
-class Phases:
-    """Logs one line per phase (``[0:00:12] search: ...``) with the time since the start."""
-
-    def __init__(self):
-        self.started = time.perf_counter()
-        self.current = None
-        self.durations = {}
-        self._since = self.started
-
-    def start(self, name, detail=""):
-        now = time.perf_counter()
-        if self.current is not None:
-            self.durations[self.current] = self.durations.get(self.current, 0) + now - self._since
-        self.current, self._since = name, now
-        logger.info("[%s] %s%s", _clock(now - self.started), name, f": {detail}" if detail else "")
-
-    def done(self):
-        """Ends the last phase and logs the total time and each phase's."""
-        now = time.perf_counter()
-        if self.current is not None:
-            self.durations[self.current] = self.durations.get(self.current, 0) + now - self._since
-        self.current = None
-        logger.info("[%s] done: %s", _clock(now - self.started), "; ".join(
-            f"{name} {_clock(seconds)}" for name, seconds in self.durations.items()))
-
-
-def _clock(seconds):
-    seconds = round(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def _configure_logging(verbose):
     """The library's INFO lines (phases, progress fallback) on stderr when ``verbose``."""
     package = logging.getLogger("keras_biprune")
@@ -247,7 +215,9 @@ def check_prune(args):
 
 
 def prune(args):
-    phases = Phases()
+    from keras_biprune._progress import Phases
+
+    phases = Phases(args.verbose)
     phases.start("starting TensorFlow")
     import_tensorflow(args.debug)
     import keras_biprune as kb
@@ -263,42 +233,17 @@ def prune(args):
         model, method=args.method, target_flops=args.target_flops,
         max_accuracy_drop=args.max_accuracy_drop, channel_granularity=args.granularity,
         round_to=args.round_to, criteria=args.criteria, search_kwargs=search or None,
-        finalists=args.finalists, random_state=args.seed, verbose=args.verbose)
-    phases.start("search", f"{args.method}, at most {args.target_flops:.0%} of the FLOPs, "
-                           f"{len(x_train)} training samples")
-    # Keras' epoch bar is ANSI codes in a log file: one plain line per epoch there.
-    fit_verbose = 2 if args.verbose == 1 and not _interactive(sys.stdout) else args.verbose
+        finalists=args.finalists, steps=args.steps, random_state=args.seed,
+        verbose=args.verbose)
+    phases.start("pruning", show=False)             # the pruner prints its own phases
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     pruner.fit(x_train, y_train, validation_data=(x_test, y_test), batch_size=args.batch_size,
-               distill=DISTILL[args.distill], verbose=fit_verbose,
-               callbacks=[_phase_callback(phases, args.epochs)], **epochs)
+               distill=DISTILL[args.distill], **epochs)
     print(pruner.summary(print_fn=lambda _: None), flush=True)
     phases.start("export", args.out)
     pruner.export(args.out, representative_data=x_train[:256], overwrite=args.overwrite)
     phases.done()
     print(f"Exported to {args.out}", flush=True)
-
-
-def _interactive(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _phase_callback(phases, epochs):
-    """A Keras callback that logs the fine-tuning phase when ``model.fit`` starts."""
-    import keras
-
-    def begin():                        # a function: survives the pruner's deepcopy as is
-        phases.start("fine-tuning", "about 2,000 steps" if epochs is None
-                     else f"{epochs} epoch(s)")
-
-    class FineTuningPhase(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            begin()
-
-    return FineTuningPhase()
 
 
 def report(args):
@@ -320,11 +265,17 @@ def report(args):
     print(format_report(content))
 
 
-def demo(rest, debug):
-    import_tensorflow(debug)
+def check_demo(args):
+    """The demo's checks before any work: ``--out`` must be a directory it can write."""
+    check_out(args.out, overwrite=True)
+
+
+def demo(args):
+    import_tensorflow(args.debug)
     from keras_biprune import demo as demo_module
 
-    demo_module.main(rest)
+    demo_module.run(out=args.out, data=args.data, preset=args.preset,
+                    target_flops=args.target_flops, seed=args.seed)
 
 
 # ------------------------------------------------------------------ the parser
@@ -411,6 +362,10 @@ def build_parser():
     p.add_argument("--finalists", type=_number(int, 1), default=pruner["finalists"],
                    metavar="N", help="the search's best N plans race on short recoveries "
                                      "(bilevel; 1: no race) " + _default(pruner["finalists"]))
+    p.add_argument("--steps", type=_number(int, 1), default=pruner["steps"], metavar="K",
+                   help="reach the target in K stages, each searched on the model the one "
+                        "before left and briefly recovered (bilevel; 1: one-shot) "
+                        + _default(pruner["steps"]))
     p.add_argument("--seed", type=_number(int, 0), default=pruner["random_state"], metavar="N",
                    help="random seed of the split, the search and the shuffles "
                         + _default(pruner["random_state"]))
@@ -429,9 +384,29 @@ def build_parser():
                    help="show tracebacks")
     r.set_defaults(run=report, check=None)
 
-    d = commands.add_parser("demo", help="train, prune and export a small CNN on offline "
-                                         "data (options: demo --help)", add_help=False)
-    d.set_defaults(run=None, check=None)
+    d = commands.add_parser(
+        "demo", help="train, prune and export a small CNN on offline data",
+        description="Train a small residual CNN on offline data (Fashion-MNIST when its "
+                    "files are installed, else scikit-learn's digits), prune it to a share of "
+                    "its FLOPs, fine-tune it, print the before/after table with CPU latency and "
+                    "export it.")
+    d.add_argument("--out", default="demo_output", metavar="DIR",
+                   help="export directory; an earlier demo's files are replaced "
+                        + _default("demo_output"))
+    d.add_argument("--data", choices=_defaults.DEMO_DATA, default="auto",
+                   help="auto: Fashion-MNIST when it is installed (no download), else digits "
+                        + _default("auto"))
+    d.add_argument("--preset", choices=tuple(_defaults.DEMO_PRESETS), default="default",
+                   help="quick (a smoke run), default (minutes on 2 CPU cores), strong "
+                        + _default("default"))
+    d.add_argument("--target-flops", type=_number(float, 0, 1, low_open=True),
+                   default=pruner["target_flops"], metavar="R",
+                   help="share of the FLOPs to keep, in (0, 1] " + _default(pruner["target_flops"]))
+    d.add_argument("--seed", type=_number(int, 0), default=0, metavar="N",
+                   help="random seed " + _default(0))
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks and TensorFlow's logs")
+    d.set_defaults(run=demo, check=check_demo, verbose=1)
     return parser
 
 
@@ -439,16 +414,9 @@ def main(argv=None):
     """Runs the command; returns the exit status (0, or 2 after an error line)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    debug = args.debug or "--debug" in rest
-    rest = [a for a in rest if a != "--debug"]
-    if args.command != "demo" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
+    debug = args.debug
     try:
-        if args.command == "demo":
-            _configure_logging(1)
-            demo(rest, debug)
-            return 0
         if args.check is not None:
             args.check(args)
         _configure_logging(getattr(args, "verbose", 1))

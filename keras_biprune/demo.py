@@ -9,20 +9,17 @@ writes the export directory (``.keras``, SavedModel, TFLite float and int8,
 plan, report, plots).
 """
 
-import argparse
+import sys
 import time
 
 import keras
 import numpy as np
 
 import keras_biprune as kb
+from keras_biprune import _defaults
 from keras_biprune.datasets import DatasetUnavailableError, load_digits, load_fashion_mnist
 
-PRESETS = {   # (training steps, search settings); the pruner's default recovery, as many steps
-    "quick": (100, {"generations": 2, "population_size": 4, "islands": 2}),
-    "default": (700, {"generations": 4, "population_size": 6, "islands": 2}),
-    "strong": (2000, {"generations": 10, "population_size": 8, "islands": 3}),
-}
+PRESETS = _defaults.DEMO_PRESETS
 BATCH_SIZE = 64
 FASHION_MNIST_IMAGES = 12000     # of the 60,000, so that the default preset stays in minutes
 
@@ -81,20 +78,22 @@ def load(data, seed=0):
     return load_digits(seed=seed), "scikit-learn's digits (--data digits)"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="keras-biprune demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="demo_output", help="export directory")
-    parser.add_argument("--data", choices=("auto", "digits", "fashion_mnist"), default="auto",
-                        help="auto: Fashion-MNIST when it is installed, else digits")
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="default",
-                        help="quick (a smoke run), default (< 5 min on 2 CPU cores), strong")
-    parser.add_argument("--target-flops", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    steps, search = PRESETS[args.preset]
+def run(out="demo_output", data="auto", preset="default", target_flops=0.5, seed=0):
+    """Trains the demo's model, prunes it to ``target_flops``, prints the tables, exports.
 
-    keras.utils.set_random_seed(args.seed)
-    ((x_train, y_train), (x_test, y_test)), description = load(args.data, args.seed)
+    Args:
+        out: export directory (an earlier demo's files are replaced).
+        data: ``"auto"``, ``"digits"`` or ``"fashion_mnist"`` (see `load`).
+        preset: a key of `PRESETS`: training steps and search settings.
+        target_flops: share of the FLOPs to keep.
+        seed: seed of the data split, the training, the search.
+
+    Returns:
+        The fitted `keras_biprune.BiLevelPruner`.
+    """
+    steps, search = PRESETS[preset]
+    keras.utils.set_random_seed(seed)
+    ((x_train, y_train), (x_test, y_test)), description = load(data, seed)
     print(f"Data: {description}; {len(x_train):,} training and {len(x_test):,} test images.")
     model = build_model(x_train.shape[1:])
     model.compile(keras.optimizers.Adam(1e-3),
@@ -102,21 +101,20 @@ def main(argv=None):
                   metrics=["accuracy"])
     epochs = max(1, round(steps * BATCH_SIZE / len(x_train)))
     started = time.perf_counter()
-    model.fit(kb.datasets.as_dataset(x_train, y_train, BATCH_SIZE, shuffle=True, seed=args.seed),
+    model.fit(kb.datasets.as_dataset(x_train, y_train, BATCH_SIZE, shuffle=True, seed=seed),
               epochs=epochs, shuffle=False, verbose=2)
     kb.training.recalibrate_batch_norm(model, x_train)
     print(f"Trained {model.name} for {epochs} epochs in {time.perf_counter() - started:.0f} s.")
 
-    pruner = kb.BiLevelPruner(model, target_flops=args.target_flops, search_kwargs=search,
-                              random_state=args.seed, verbose=1)
-    started = time.perf_counter()
+    pruner = kb.BiLevelPruner(model, target_flops=target_flops, search_kwargs=search,
+                              random_state=seed, verbose=1)
     pruner.fit(x_train, y_train, validation_data=(x_test, y_test), batch_size=BATCH_SIZE,
                epochs=epochs, verbose=2)
-    print(f"Searched and fine-tuned in {time.perf_counter() - started:.0f} s.\n")
+    print()
     pruner.summary()
     table(model, pruner.pruned_model_)
-    paths = pruner.export(args.out, representative_data=x_train[:256], overwrite=True)
-    print(f"\nExported to {args.out}: " + ", ".join(sorted(k for k in paths if k != "figures"))
+    paths = pruner.export(out, representative_data=x_train[:256], overwrite=True)
+    print(f"\nExported to {out}: " + ", ".join(sorted(k for k in paths if k != "figures"))
           + ", " + ", ".join(f"{k}.png" for k in paths["figures"]))
     return pruner
 
@@ -130,5 +128,12 @@ def table(original, pruned):
         print(f"{'batch ' + str(batch):22}{before:>14.2f}{after:>14.2f}{after / before:>8.2f}")
 
 
+def main(argv=None):
+    """``keras-biprune demo`` with ``argv`` (default: the command line); its exit status."""
+    from keras_biprune import cli
+
+    return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,11 +14,13 @@ from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
 from keras_biprune._checks import check_data
 from keras_biprune._estimator import Estimator
+from keras_biprune._progress import Phases, fit_verbosity
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
+from keras_biprune.plan import compose
 from keras_biprune.report import format_report
-from keras_biprune.search import ParetoFront
+from keras_biprune.search import ParetoFront, Solution
 from keras_biprune.surgery import PruningPlan, apply_plan
 from keras_biprune.training import (
     compile_config,
@@ -114,6 +116,13 @@ class BiLevelPruner(Estimator):
             recovery), scores it on the search data and keeps the better
             half, until one is left.
         finalist_steps: optimizer steps a finalist gets per round.
+        steps: ``"bilevel"``: reach ``target_flops`` in this many stages
+            (iterative pruning): stage ``i`` of ``k`` searches the model the
+            stage before left, at ``target_flops ** (i / k)`` of the
+            original's FLOPs, and (but for the last) prunes its filters and
+            recovers for ``stage_steps`` optimizer steps, distilled like the
+            full recovery. 1: one-shot.
+        stage_steps: optimizer steps of the recovery between stages.
         compile_kwargs: ``model.compile`` arguments for fine-tuning instead of
             the original's.
         temperature: distillation temperature (see
@@ -128,7 +137,8 @@ class BiLevelPruner(Estimator):
         checkpoint_dir: where the search saves its state every generation
             (a rerun resumes).
         random_state: seed of the data split, the search and the shuffles.
-        verbose: 0 silent, 1 progress bars.
+        verbose: 0 silent; 1 a line per phase and progress (redrawn in place on a
+            terminal, plain lines elsewhere); 2 plain lines everywhere.
 
     Attributes:
         pruned_model_: the fine-tuned slim model.
@@ -155,7 +165,7 @@ class BiLevelPruner(Estimator):
                  channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
                  racing=None, search_kwargs=None, n_select=3, finalists=1, finalist_steps=100,
-                 compile_kwargs=None, temperature=4.0,
+                 steps=1, stage_steps=300, compile_kwargs=None, temperature=4.0,
                  alpha=0.5, schedule="cosine", patience=3, recalibrate_bn=True,
                  checkpoint_dir=None, random_state=0, verbose=1):
         self.model = model
@@ -175,6 +185,8 @@ class BiLevelPruner(Estimator):
         self.n_select = n_select
         self.finalists = finalists
         self.finalist_steps = finalist_steps
+        self.steps = steps
+        self.stage_steps = stage_steps
         self.compile_kwargs = compile_kwargs
         self.temperature = temperature
         self.alpha = alpha
@@ -210,6 +222,18 @@ class BiLevelPruner(Estimator):
             raise SearchError(
                 f"target_flops is the share of FLOPs to keep, in (0, 1]. Received: "
                 f"target_flops={t!r}. Use e.g. 0.5 to halve the FLOPs."
+            )
+        if not isinstance(self.steps, numbers.Integral) or isinstance(self.steps, bool) \
+                or self.steps < 1:
+            raise SearchError(f"steps is the number of pruning stages, an int >= 1. Received: "
+                              f"steps={self.steps!r}. Use 1 for one-shot pruning, e.g. 3 for "
+                              "three stages.")
+        if self.steps > 1 and (self.method != "bilevel" or t is None or self.finalists > 1):
+            raise SearchError(
+                "Pruning in stages (steps > 1) runs the bi-level search at each stage's FLOPs "
+                "target and keeps its best plan, so it needs method='bilevel', a target_flops "
+                f"and finalists=1. Received: steps={self.steps}, method={self.method!r}, "
+                f"target_flops={t!r}, finalists={self.finalists}. Use steps=1 for those."
             )
         if not 0 < self.search_fraction < 1:
             raise SearchError(f"search_fraction must be in (0, 1). Received: "
@@ -250,13 +274,27 @@ class BiLevelPruner(Estimator):
         check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
                    compile_kwargs=self.compile_kwargs)
         x_train, y_train, search_data = self._split(x, y, search_data)
-        self.search(search_data=search_data)
+        phases = Phases(self.verbose)
+        fit_kwargs.setdefault("epochs", self._default_epochs(x_train, fit_kwargs))
+        if self.steps > 1:
+            self._prune_in_stages(x_train, y_train, search_data, distill, fit_kwargs, phases)
+        else:
+            phases.start("search", f"{self.method}, " + (
+                f"at most {self.target_flops:.0%} of the FLOPs" if self.target_flops is not None
+                else f"the fewest FLOPs within {self.max_accuracy_drop} of the accuracy"))
+            self.search(search_data=search_data)
+        recovery = (f"up to {fit_kwargs['epochs']} epoch(s)"
+                    + (", distilled from the original" if self._distills(distill) else ""))
         if self.method == "bilevel":
             if self.finalists > 1:
+                phases.start("race", f"{self.finalists} finalists, {self.finalist_steps} "
+                                     "optimizer steps a round")
                 self.plan_ = self._race(x_train, y_train, search_data, distill, fit_kwargs)
+            phases.start("fine-tuning", recovery)
             history = self.finetune(x_train, y_train, validation_data=validation_data,
                                     distill=distill, callbacks=callbacks, **fit_kwargs)
             self._check_accuracy(validation_data, search_data)
+            phases.done()
             return history
         pool = [s for s in self.pareto_front_ if s.cost <= self.target_flops]
         if not pool:
@@ -271,7 +309,8 @@ class BiLevelPruner(Estimator):
             plan = self._at_budget(solution.plan)
             plans.setdefault(plan, plan)
         scored_on = validation_data if validation_data is not None else search_data
-        for plan in plans.values():
+        for i, plan in enumerate(plans.values()):
+            phases.start(f"fine-tuning {i + 1}/{len(plans)}", recovery)
             self.plan_ = plan
             history = self.finetune(x_train, y_train, validation_data=validation_data,
                                     distill=distill, callbacks=callbacks, **fit_kwargs)
@@ -282,6 +321,7 @@ class BiLevelPruner(Estimator):
         self.plan_, self.pruned_model_, self.history_ = best["plan"], best["model"], best["history"]
         self._fill_report(validation_data)
         self._check_accuracy(validation_data, search_data)
+        phases.done()
         return self.history_
 
     def search(self, x=None, y=None, *, search_data=None):
@@ -298,15 +338,27 @@ class BiLevelPruner(Estimator):
         self._reset()
         data = search_data if search_data is not None else (x if y is None else (x, y))
         started = time.perf_counter()
-        self.evaluator_ = Evaluator(self.model, data, metric=self.metric,
-                                    eval_size=self.eval_size,
+        result = self._search_on(self.model, data, self.target_flops)
+        self.report_["search"] = {"method": self.method, "evaluations": result.n_evaluations,
+                                  "seconds": time.perf_counter() - started,
+                                  "best_score": result.best.score, "best_cost": result.best.cost,
+                                  "baseline_score": self.evaluator_.baseline}
+        return self
+
+    def _search_on(self, model, data, target):
+        """The pruner's search on ``model`` at ``target`` of its FLOPs; sets ``plan_`` and more.
+
+        Sets ``evaluator_``, ``search_result_``, ``plan_`` (the best plan,
+        raised to the budget's band), ``pareto_front_``, ``search_history_``.
+        """
+        self.evaluator_ = Evaluator(model, data, metric=self.metric, eval_size=self.eval_size,
                                     calibration_size=self.calibration_size,
                                     adaptive_bn=self.adaptive_bn, racing=self.racing,
                                     random_state=self.random_state)
         criterion = self.criteria
         if criterion == "blend":
             criterion = search_module.calibrate_blend(
-                self.evaluator_, self.model, keep=math.sqrt(self.target_flops),
+                self.evaluator_, model, keep=math.sqrt(target),
                 random_state=self.random_state, verbose=self.verbose)
         settings = {"criterion": criterion, "round_to": self.round_to,
                     "random_state": self.random_state,
@@ -314,9 +366,9 @@ class BiLevelPruner(Estimator):
         if self.method == "bilevel":
             # With a FLOPs target every plan is fitted to it, so the search ranks plans by
             # their accuracy; max_accuracy_drop is checked after recovery (_check_accuracy).
-            epsilon = self.max_accuracy_drop if self.target_flops is None else None
+            epsilon = self.max_accuracy_drop if target is None else None
             search = search_module.BiLevelSearch(
-                self.evaluator_, target=self.target_flops, max_accuracy_drop=epsilon,
+                self.evaluator_, target=target, max_accuracy_drop=epsilon,
                 channel_granularity=self.channel_granularity, **settings,
                 **(self.search_kwargs or {}))
         else:
@@ -324,23 +376,18 @@ class BiLevelPruner(Estimator):
                 self.evaluator_, **({"max_accuracy_drop": 1.0} | settings
                                     | (self.search_kwargs or {})))
         result = search.run()
-        self._search = search
-        if self.target_flops is not None and self.method == "bilevel" and \
-                result.best.cost > self.target_flops + 1e-9:
+        self._search, self._target = search, target
+        if target is not None and self.method == "bilevel" and result.best.cost > target + 1e-9:
             raise SearchError(
-                f"No plan keeps at most target_flops={self.target_flops} of the FLOPs: the "
-                f"smallest the search reached keeps {result.best.cost:.3f}. Raise target_flops, "
-                "or pass search_kwargs={'upper_slack': 0} so the upper level alone meets it."
+                f"No plan keeps at most {target:.3f} of the FLOPs: the smallest the search "
+                f"reached keeps {result.best.cost:.3f}. Raise target_flops, or pass "
+                "search_kwargs={'upper_slack': 0} so the upper level alone meets it."
             )
         self.search_result_ = result
         self.plan_ = self._at_budget(result.best.plan)
         self.pareto_front_ = result.front
         self.search_history_ = result.history
-        self.report_["search"] = {"method": self.method, "evaluations": result.n_evaluations,
-                                  "seconds": time.perf_counter() - started,
-                                  "best_score": result.best.score, "best_cost": result.best.cost,
-                                  "baseline_score": self.evaluator_.baseline}
-        return self
+        return result
 
     def prune(self, plan=None):
         """A new slim model from ``plan`` (default ``plan_``); the original is untouched."""
@@ -359,8 +406,7 @@ class BiLevelPruner(Estimator):
         self._validate()
         started = time.perf_counter()
         slim = self._pruned(x, y)
-        if "epochs" not in fit_kwargs:
-            fit_kwargs["epochs"] = recovery_epochs(steps_per_epoch(x, fit_kwargs) or 1)
+        fit_kwargs.setdefault("epochs", self._default_epochs(x, fit_kwargs))
         self.history_ = self._recover(slim, x, y, distill, callbacks=callbacks,
                                       validation_data=validation_data, **fit_kwargs)
         if self.recalibrate_bn and x is not None:
@@ -371,6 +417,73 @@ class BiLevelPruner(Estimator):
             self._fill_report(validation_data)
         return self.history_
 
+    def _prune_in_stages(self, x, y, search_data, distill, fit_kwargs, phases):
+        """Searches ``steps`` stages; all but the last are pruned and briefly recovered.
+
+        Stage ``i`` searches the model stage ``i - 1`` left at the share of
+        its FLOPs that keeps ``target_flops ** (i / steps)`` of the
+        original's. A stage but the last keeps its best plan's filters
+        (input masks dropped: they would add layers), raised or cut to the
+        band, and recovers for ``stage_steps`` steps. ``plan_`` and
+        ``pareto_front_`` are written on the original model (`compose`);
+        ``stages_[-1]`` holds the model and plan the full recovery starts from.
+        """
+        self._validate()
+        self._reset()
+        started, graph = time.perf_counter(), self._graph()
+        full = cost(graph).macs
+        model, done, history, evaluations = self.model, PruningPlan.keep_all(graph), [], 0
+        short = self._short_recovery(x, fit_kwargs, self.stage_steps)
+        for stage in range(1, self.steps + 1):
+            target = self.target_flops ** (stage / self.steps)
+            kept = cost(graph, done).macs / full
+            phases.start(f"search {stage}/{self.steps}",
+                         f"{self.method}, at most {target:.0%} of the original's FLOPs")
+            result = self._search_on(model, search_data, min(1.0, target / kept))
+            history += [dict(entry, stage=stage) for entry in result.history]
+            evaluations += result.n_evaluations
+            self.stages_.append({"model": model, "plan": self.plan_, "target": target})
+            if stage == self.steps:
+                break
+            plan = self._search.fill(PruningPlan(self.plan_.keep, signature=self.plan_.signature),
+                                     self._target)
+            phases.start(f"recovery {stage}/{self.steps}",
+                         f"{self.stage_steps} optimizer steps")
+            slim = self._pruned(x, y, model, plan)
+            self._recover(slim, x, y, distill, **short)
+            done, model = compose(graph, done, plan), slim
+            self.stages_[-1].update(plan=plan, flops_kept=cost(graph, done).macs / full,
+                                    score=self._score(slim, search_data))
+        self.pareto_front_ = ParetoFront(
+            [Solution(compose(graph, done, s.plan), s.score, s.cost * kept)
+             for s in self.pareto_front_], self.pareto_front_.greater_is_better)
+        self.plan_ = compose(graph, done, self.plan_)
+        self.search_history_ = history
+        self.report_["search"] = {"method": self.method, "steps": self.steps,
+                                  "evaluations": evaluations,
+                                  "seconds": time.perf_counter() - started,
+                                  "baseline_score": self.evaluator_.baseline}
+        self.report_["stages"] = [{k: v for k, v in stage.items() if k not in ("model", "plan")}
+                                  for stage in self.stages_]
+
+    def _short_recovery(self, x, fit_kwargs, steps):
+        """``model.fit`` arguments of a recovery of about ``steps`` optimizer steps, silent."""
+        per_epoch = steps_per_epoch(x, fit_kwargs) or 1
+        short = {"epochs": math.ceil(steps / per_epoch),
+                 "steps_per_epoch": min(steps, per_epoch), "verbose": 0}
+        if "batch_size" in fit_kwargs:
+            short["batch_size"] = fit_kwargs["batch_size"]
+        return short
+
+    @staticmethod
+    def _default_epochs(x, fit_kwargs):
+        """Epochs of about 2,000 optimizer steps (`keras_biprune.training.recovery_epochs`)."""
+        return recovery_epochs(steps_per_epoch(x, fit_kwargs) or 1)
+
+    def _distills(self, distill):
+        """Whether recovery distills from the original (``"auto"``: when it is a classifier)."""
+        return is_classifier(self.model, self.compile_kwargs) if distill == "auto" else distill
+
     def _at_budget(self, plan):
         """``plan`` raised to the budget's band when it is under it (upper-level plans only).
 
@@ -379,38 +492,37 @@ class BiLevelPruner(Estimator):
         groups then get channels back here. Plans that keep input or kernel
         masks are left as they are.
         """
-        if self.target_flops is None or plan.inputs or plan.kernels:
+        if self._target is None or plan.inputs or plan.kernels:
             return plan
-        return self._search.fill(plan, self.target_flops)
+        return self._search.fill(plan, self._target)
 
-    def _pruned(self, x, y):
-        """A new slim model of ``plan_``, its batch-norm statistics re-estimated on ``x``."""
-        slim = self.prune()
+    def _pruned(self, x, y, model=None, plan=None):
+        """A new slim model of ``plan`` (default: ``plan_``, or the last stage's plan of the
+        model the stage before left), its batch-norm statistics re-estimated on ``x``."""
+        if model is None:
+            model, plan = ((self.stages_[-1]["model"], self.stages_[-1]["plan"]) if self.stages_
+                           else (self.model, self.plan_))
+        slim = apply_plan(model, plan)
         if self.recalibrate_bn and x is not None:
             recalibrate_batch_norm(slim, x if y is None else (x, y))
         return slim
 
     def _recover(self, slim, x, y, distill, **fit_kwargs):
         """``finetune`` with the pruner's recovery settings (kernel zeros held)."""
-        if distill == "auto":
-            distill = is_classifier(self.model, self.compile_kwargs)
+        distill = self._distills(distill)
         masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in self.plan_.kernels}
         return finetune(
             slim, self.model, x, y, compile_kwargs=self.compile_kwargs,
             teacher=self.model if distill else None, temperature=self.temperature,
             alpha=self.alpha, kernel_masks=masks, shuffle_seed=self.random_state,
             schedule=self.schedule, patience=self.patience,
-            verbose=fit_kwargs.pop("verbose", self.verbose), **fit_kwargs)
+            verbose=fit_kwargs.pop("verbose", fit_verbosity(self.verbose)), **fit_kwargs)
 
     def _race(self, x, y, search_data, distill, fit_kwargs):
         """The finalist plan that scores best on the search data after short recoveries."""
         plans = [self._at_budget(s.plan) for s in self.search_result_.ranked[:self.finalists]] \
             or [self.plan_]
-        per_epoch = steps_per_epoch(x, fit_kwargs) or 1
-        short = {"epochs": math.ceil(self.finalist_steps / per_epoch),
-                 "steps_per_epoch": min(self.finalist_steps, per_epoch), "verbose": 0}
-        if "batch_size" in fit_kwargs:
-            short["batch_size"] = fit_kwargs["batch_size"]
+        short = self._short_recovery(x, fit_kwargs, self.finalist_steps)
         models, alive, rounds = {}, list(range(len(plans))), []
         while len(alive) > 1:
             scores = {}
@@ -579,6 +691,7 @@ class BiLevelPruner(Estimator):
         pruner.history_.history = state["history"]
         pruner.report_ = state["report"]
         pruner.candidates_ = []
+        pruner.stages_ = []
         return pruner
 
     def _score(self, model, data):
@@ -592,6 +705,7 @@ class BiLevelPruner(Estimator):
             delattr(self, name)
         self.report_ = {}
         self.candidates_ = []
+        self.stages_ = []
 
     def _split(self, x, y, search_data):
         """(x_train, y_train, search_data): the search's share held out of the training data."""

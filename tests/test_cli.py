@@ -81,8 +81,10 @@ def test_prune_then_report(saved):
     assert "\x1b" not in logs                                  # no ANSI codes in a log file
     for noise in ("cudart_stub", "cuInit", "absl::InitializeLog", "fully_quantize"):
         assert noise not in logs, logs[-3000:]
-    for phase in ("] loading data", "] search:", "] fine-tuning:", "] export:", "] done:"):
-        assert phase in result.stderr, result.stderr[-3000:]
+    for phase in ("] loading data", "] search: bilevel, at most 50% of the FLOPs",
+                  "] fine-tuning: up to 1 epoch(s), distilled from the original (search took",
+                  "] export:", "] done:"):
+        assert phase in result.stdout, result.stdout[-3000:]
     assert "evaluations: " in result.stdout and ".0000 " not in result.stdout.split(
         "evaluations: ")[1][:8]
     shown = _run("report", "out", cwd=saved)
@@ -95,7 +97,7 @@ def test_prune_then_report(saved):
 
 
 def test_help_answers_without_importing_tensorflow(saved):
-    for args in (["--help"], ["prune", "--help"], ["report", "--help"]):
+    for args in (["--help"], ["prune", "--help"], ["report", "--help"], ["demo", "--help"]):
         state, _ = _wrapped(*args, cwd=saved)
         assert state == {"status": 0, "tensorflow": False, "keras": False}, args
 
@@ -106,7 +108,7 @@ def test_every_prune_flag_shows_its_default(saved):
     for flag in ("--target-flops R", "--method", "--max-accuracy-drop D", "--granularity",
                  "--round-to N", "--criteria NAME", "--generations N", "--population N",
                  "--max-evaluations N", "--epochs N", "--batch-size N", "--distill",
-                 "--seed N", "--verbose"):
+                 "--steps K", "--seed N", "--verbose"):
         assert flag in text
     assert "share of the FLOPs to keep, in (0, 1] (default: 0.5)" in text
     assert "(default: 0.01)" in text and "(default: bilevel)" in text and "(default: l1)" in text
@@ -159,6 +161,20 @@ def test_a_bad_argument_is_one_line_before_any_work(saved, change, message):
     assert "Traceback" not in result.stderr
     assert not state["tensorflow"] and not state["keras"]             # no work started
     assert not (saved / "new_out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "a_file"], "--out a_file is a file"),
+    (["--target-flops", "2"], "--target-flops: expected a value (0, 1]"),
+    (["--preset", "huge"], "invalid choice"),
+    (["--data", "mnist"], "invalid choice"),
+])
+def test_a_bad_demo_argument_is_one_line_before_any_work(saved, args, message):
+    state, result = _wrapped("demo", *args, cwd=saved)
+    assert state["status"] == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not state["tensorflow"] and not state["keras"]             # no work started
 
 
 def test_a_text_file_named_model_keras_is_not_reported_missing(saved, tmp_path):

@@ -18,7 +18,7 @@ def test_digits_split_is_reproducible_and_disjoint():
 
 
 def test_demo_prunes_to_half_the_flops_and_exports(tmp_path, capsys):
-    pruner = demo.main(["--preset", "quick", "--data", "digits", "--out", str(tmp_path)])
+    pruner = demo.run(out=str(tmp_path), data="digits", preset="quick")
     out = capsys.readouterr().out
     assert "CPU latency (ms)" in out and "val accuracy" in out
     report = json.loads((tmp_path / "report.json").read_text())

@@ -7,8 +7,8 @@ import sys
 import keras
 import numpy as np
 
+from keras_biprune._progress import Progress, format_value
 from keras_biprune.report import format_report
-from keras_biprune.search._evolution import Progress, format_value
 
 RECORD = {"best": 0.8125, "mean": 0.70312, "evaluations": 28, "elapsed": 3.0}
 

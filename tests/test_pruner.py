@@ -237,17 +237,26 @@ def test_fitting_twice_starts_afresh_and_an_interruption_keeps_the_model(trained
 
 
 def test_recovery_distills_a_classifier_by_default_and_not_on_request(trained, digits,
-                                                                      monkeypatch):
+                                                                      monkeypatch, capsys):
     (x, y), validation = digits
     seen = []
     pruner_module = importlib.import_module("keras_biprune.pruner")
     real = pruner_module.finetune
     monkeypatch.setattr(pruner_module, "finetune",
                         lambda *args, **kwargs: seen.append(kwargs) or real(*args, **kwargs))
-    pruner = _pruner(trained)
-    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
-    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64, distill=False)
+    pruner = _pruner(trained, verbose=1)
+    outputs = []
+    for distill in ("auto", False):
+        pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64, distill=distill)
+        outputs.append([line for line in capsys.readouterr().out.splitlines()
+                        if line.startswith("[")])          # the phase lines
     assert seen[0]["teacher"] is trained and seen[1]["teacher"] is None
+    first, second = outputs
+    assert len(first) == 3 and first[0].endswith("] search: bilevel, at most 50% of the FLOPs")
+    assert "] fine-tuning: up to 1 epoch(s), distilled from the original (search took 0:" \
+        in first[1]
+    assert "] done: 0:" in first[2] and "(search 0:" in first[2] and "fine-tuning 0:" in first[2]
+    assert second[1].split("] ")[1].startswith("fine-tuning: up to 1 epoch(s) (search took")
     assert seen[0]["schedule"] == "cosine" and seen[0]["patience"] == 3
     assert seen[0]["validation_data"] is validation
 
@@ -300,3 +309,44 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     without = _pruner(trained, target_flops=0.1)      # finalists=1: the best before recovery
     without.fit(x, y, epochs=1, batch_size=64)
     assert without.plan_ == narrow and "race" not in without.report_
+
+
+def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(trained, digits,
+                                                                         capsys):
+    (x, y), validation = digits
+    weights = [np.array(w) for w in trained.get_weights()]
+    pruner = _pruner(trained, target_flops=0.3, steps=2, stage_steps=20, verbose=1)
+    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
+    assert 0.3 - BAND <= pruner.report_["flops_kept"] <= 0.3
+    first, last = pruner.report_["stages"]
+    assert first["target"] == pytest.approx(0.3 ** 0.5) and last["target"] == pytest.approx(0.3)
+    # One channel of this tiny net is worth up to 7.7 % of its MACs: a stage may land below
+    # its band; the last one is raised into it.
+    assert 0.3 < first["flops_kept"] <= first["target"]
+    assert pruner.stages_[1]["model"].count_params() < trained.count_params()
+    replay = kb.apply_plan(trained, pruner.plan_)             # the plan is the original's
+    assert [w.shape for w in replay.weights] == [w.shape for w in pruner.pruned_model_.weights]
+    assert pruner.pruned_model_.count_params() == pruner.report_["params"]["pruned"]
+    assert {s.plan.signature for s in pruner.pareto_front_} == {kb.trace(trained).signature}
+    graph, full = kb.trace(trained), kb.cost(kb.trace(trained)).macs
+    for solution in pruner.pareto_front_:                       # costs of the original's
+        assert solution.cost == pytest.approx(kb.cost(graph, solution.plan).macs / full)
+    assert {h["stage"] for h in pruner.search_history_} == {1, 2}
+    phases = [line.split("] ")[1] for line in capsys.readouterr().out.splitlines()
+              if line.startswith("[")]
+    assert [p.split(":")[0] for p in phases] == ["search 1/2", "recovery 1/2", "search 2/2",
+                                                 "fine-tuning", "done"]
+    for a, b in zip(weights, trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0}, "steps is the number of pruning stages, an int >= 1"),
+    ({"steps": 2.0}, "an int >= 1"),
+    ({"steps": 2, "method": "nsga2"}, "needs method='bilevel'"),
+    ({"steps": 2, "finalists": 3}, "finalists=1"),
+])
+def test_bad_stage_settings_are_refused_before_any_work(trained, digits, kwargs, match):
+    (x, y), _ = digits
+    with pytest.raises(SearchError, match=match):
+        _pruner(trained, **kwargs).fit(x, y, epochs=1)

@@ -1,4 +1,4 @@
-"""One PyGAD generation at a time, checkpoints, and the progress bar.
+"""One PyGAD generation at a time, and checkpoints.
 
 Each generation is one ``pygad.GA`` run of a single generation, started from
 the current population with a seed derived from the search's
@@ -13,10 +13,7 @@ import hashlib
 import logging
 import os
 import pickle
-import sys
-import time
 
-import keras
 import numpy as np
 import pygad
 
@@ -131,80 +128,3 @@ class Checkpoint:
             pickle.dump({"format": _FORMAT, "version": _VERSION, "config": self.config,
                          "generation": generation, "state": state}, f)
         os.replace(temporary, self.path)
-
-
-class Progress:
-    """Progress over generations, with the history's last values.
-
-    On a terminal (or in a notebook) one line is redrawn in place; anywhere
-    else (a log file, a pipe, CI) each generation prints one plain line. No
-    ANSI escape codes either way, and counts print as integers
-    (``evaluations: 28``, not ``28.0000``). ``verbose=2`` prints plain lines
-    on a terminal too. With Keras' interactive logging off
-    (``keras.config.disable_interactive_logging()``), lines go to this
-    module's logger instead.
-    """
-
-    def __init__(self, generations, verbose, keys, start=0):
-        self.keys = keys
-        self.target = generations
-        self.verbose = verbose
-        self.start_time = time.perf_counter()
-        self._open_line = 0     # width of a line drawn in place and not yet ended
-
-    def elapsed(self):
-        return time.perf_counter() - self.start_time
-
-    def line(self, generation, record):
-        """The text of one update: ``generation 3/6 - 12s - best: 0.8125 - evaluations: 28``."""
-        digits = len(str(self.target))
-        parts = [f"generation {generation:>{digits}}/{self.target}", f"{self.elapsed():.0f}s"]
-        parts += [f"{k}: {format_value(record[k])}" for k in self.keys if k in record]
-        return " - ".join(parts)
-
-    def update(self, generation, record):
-        if not self.verbose:
-            return
-        text = self.line(generation, record)
-        if not keras.config.is_interactive_logging_enabled():
-            logger.info("%s", text)
-            return
-        stream = sys.stdout
-        if self.verbose == 1 and _interactive(stream):
-            pad = " " * max(0, self._open_line - len(text))
-            end = "\n" if generation >= self.target else ""
-            stream.write(f"\r{text}{pad}{end}")
-            self._open_line = 0 if end else len(text)
-        else:
-            stream.write(text + "\n")
-        stream.flush()
-
-    def close(self, generation):
-        """Ends the line of a run stopped before its last generation."""
-        if self._open_line:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-            self._open_line = 0
-
-
-def format_value(value):
-    """Integers as integers, other numbers with 4 decimals (or in e-notation when tiny)."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):d}"
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if value == 0 or not np.isfinite(value) or abs(value) >= 1e-3:
-            return f"{value:.4f}"
-        return f"{value:.4e}"
-    return str(value)
-
-
-def _interactive(stream):
-    """Whether a line can be redrawn in place: a terminal, or a Jupyter kernel."""
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty()) or "ipykernel" in sys.modules
-    except ValueError:          # a closed stream
-        return False

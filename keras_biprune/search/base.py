@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 
 from keras_biprune import criteria
+from keras_biprune._progress import Progress
 from keras_biprune.errors import SearchError
 from keras_biprune.plan import PruningPlan
-from keras_biprune.search._evolution import Checkpoint, Progress, seed_for
+from keras_biprune.search._evolution import Checkpoint, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective
 from keras_biprune.search.space import BAND, Budget, UpperEncoding, check_int
@@ -142,8 +143,9 @@ class Search:
                     "lower min_channels or raise max_prune_ratio."
                 )
         self._upper_budget = self._budget
+        self._progress = Progress(self.generations, self.verbose, self._progress_keys)
         self._objective = Objective(self.evaluator, self._budget, self.max_accuracy_drop,
-                                    self.max_evaluations)
+                                    self.max_evaluations, on_measured=self._progress.tick)
         self._checkpoint = Checkpoint(self.checkpoint_dir, self.get_config())
         self._decoded = {}
 
@@ -194,9 +196,6 @@ class Search:
                                                      plan.keep.get(g.id, range(g.size)))]
                 for g in encoding.groups}
         return budget.repair(encoding, keep)
-
-    def _progress(self, start):
-        return Progress(self.generations, self.verbose, self._progress_keys, start)
 
     def _solution(self, plan):
         score, cost = self._objective.cache[plan]

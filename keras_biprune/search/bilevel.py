@@ -159,7 +159,8 @@ class BiLevelSearch(Search):
                                              self._plans_from_state(state["response_plans"])))}
             self._archive = state["archive"]
             history, generation, elapsed = state["history"], state["generation"], state["elapsed"]
-        progress = self._progress(generation)
+        progress = self._progress
+        progress.done = generation
         while generation < self.generations and not self._objective.exhausted:
             for i in range(self.islands):
                 populations[i], fitnesses[i] = next_generation(

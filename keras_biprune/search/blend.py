@@ -13,10 +13,10 @@ plan = kb.criteria.select(evaluator.graph, model, 0.5, blend)
 import logging
 import numbers
 
-import keras
 import numpy as np
 import pygad
 
+from keras_biprune._progress import Progress
 from keras_biprune.criteria import keep_counts, plan_from_scores
 from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.blend import (
@@ -130,17 +130,14 @@ def calibrate_blend(evaluator, model, criteria=("l1", "l2", "fpgm", "bn_scale"),
     population = np.array(seeds + [rng.random(n_genes) for _ in range(size - len(seeds))])
     history = []
     if n_genes:
-        progbar = keras.utils.Progbar(generations, verbose=verbose,
-                                      stateful_metrics=["best", "mean"]) if verbose else None
+        progress = Progress(generations, verbose, ("best", "mean", "evaluations"))
 
         def on_generation(ga):
             values = np.asarray(ga.last_generation_fitness, dtype="float64")
             history.append({"generation": ga.generations_completed, "evaluations": len(fitness),
                             "best": float(sign * values.max()),
                             "mean": float(sign * values.mean())})
-            if progbar is not None:
-                progbar.update(ga.generations_completed, [("best", history[-1]["best"]),
-                                                          ("mean", history[-1]["mean"])])
+            progress.update(ga.generations_completed, history[-1])
 
         logger.debug("calibrate_blend: %d weights over %d groups.", n_genes, len(layout))
         pygad.GA(num_generations=generations, num_parents_mating=max(2, size // 2),

@@ -63,7 +63,8 @@ class NSGA2Search(Search):
             self._objective.restore(state["objective"])
             self._plans = dict.fromkeys(self._plans_from_state(state["plans"]))
             history, generation, elapsed = state["history"], state["generation"], state["elapsed"]
-        progress = self._progress(generation)
+        progress = self._progress
+        progress.done = generation
         while generation < self.generations and not self._objective.exhausted:
             population, fitness = next_generation(
                 population, self._fitness, self._upper.gene_space,

@@ -30,6 +30,8 @@ class Objective:
         budget: a `Budget` (its target may be None).
         max_accuracy_drop: ε, or None.
         max_evaluations: plans the evaluator may score (None: no limit).
+        on_measured: called with the number of plans scored so far after
+            each batch the evaluator scores (a search's progress line).
 
     Example:
 
@@ -44,7 +46,8 @@ class Objective:
     ```
     """
 
-    def __init__(self, evaluator, budget, max_accuracy_drop=None, max_evaluations=None):
+    def __init__(self, evaluator, budget, max_accuracy_drop=None, max_evaluations=None,
+                 on_measured=None):
         if max_accuracy_drop is not None and (
                 not isinstance(max_accuracy_drop, numbers.Real) or max_accuracy_drop < 0):
             raise SearchError(
@@ -71,6 +74,7 @@ class Objective:
         self.baseline = self.sign * evaluator.baseline
         self.cache = {}
         self.n_evaluations = 0
+        self.on_measured = on_measured
 
     @property
     def exhausted(self):
@@ -83,6 +87,8 @@ class Objective:
         if todo:
             scores = self.evaluator.evaluate(todo)
             self.n_evaluations += len(todo)
+            if self.on_measured is not None:
+                self.on_measured(self.n_evaluations)
             for plan, score in zip(todo, scores):
                 self.cache[plan] = (float(score), float(self.budget.ratio(plan)))
         values = np.array([self.cache[p] for p in plans], dtype="float64").reshape(-1, 2)

@@ -356,6 +356,17 @@ def test_progress_bar_shows_generations(evaluator, capsys):
     assert "2/2" in out and "best:" in out and "evaluations:" in out
 
 
+@pytest.mark.parametrize("cls", [search.BiLevelSearch, search.NSGA2Search])
+def test_progress_shows_candidates_before_the_first_generation_ends(evaluator, capsys, cls):
+    make = _bilevel if cls is search.BiLevelSearch else (
+        lambda e, **kw: _search(search.NSGA2Search, e, max_accuracy_drop=0.5, **kw))
+    make(evaluator, generations=1, verbose=1).run()
+    lines = capsys.readouterr().out.splitlines()        # captured: not a terminal
+    assert lines[0].startswith("generation 0/1 - ") and "evaluations: " in lines[0], lines
+    assert int(lines[0].rsplit("evaluations: ", 1)[1]) >= 1
+    assert lines[-1].startswith("generation 1/1 - ")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"target": 1.5}, "target must be the share"),
     ({"target": None, "max_accuracy_drop": None}, "Nothing to optimize"),
