@@ -95,15 +95,9 @@ def run(out="demo_output", data="auto", preset="default", target_flops=0.5, seed
     keras.utils.set_random_seed(seed)
     ((x_train, y_train), (x_test, y_test)), description = load(data, seed)
     print(f"Data: {description}; {len(x_train):,} training and {len(x_test):,} test images.")
-    model = build_model(x_train.shape[1:])
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
     epochs = max(1, round(steps * BATCH_SIZE / len(x_train)))
     started = time.perf_counter()
-    model.fit(kb.datasets.as_dataset(x_train, y_train, BATCH_SIZE, shuffle=True, seed=seed),
-              epochs=epochs, shuffle=False, verbose=2)
-    kb.training.recalibrate_batch_norm(model, x_train)
+    model = train(x_train, y_train, epochs, seed)
     print(f"Trained {model.name} for {epochs} epochs in {time.perf_counter() - started:.0f} s.")
 
     pruner = kb.BiLevelPruner(model, target_flops=target_flops, search_kwargs=search,
@@ -117,6 +111,18 @@ def run(out="demo_output", data="auto", preset="default", target_flops=0.5, seed
     print(f"\nExported to {out}: " + ", ".join(sorted(k for k in paths if k != "figures"))
           + ", " + ", ".join(f"{k}.png" for k in paths["figures"]))
     return pruner
+
+
+def train(x, y, epochs, seed=0, verbose=2):
+    """The demo's model (`build_model`), compiled and trained on ``(x, y)`` for ``epochs``."""
+    model = build_model(x.shape[1:])
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(kb.datasets.as_dataset(x, y, BATCH_SIZE, shuffle=True, seed=seed),
+              epochs=epochs, shuffle=False, verbose=verbose)
+    kb.training.recalibrate_batch_norm(model, x)
+    return model
 
 
 def table(original, pruned):
