@@ -10,7 +10,14 @@ unpruned model's in alternating rounds (TensorFlow and TFLite, batch 1 and
 64). Searches score plans on the last 5,000 *training* images (held out of
 fine-tuning); the test set is never searched on.
 
-Methods — ours: ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
+``--recovery full`` gives every method the recovery `keras_biprune.BiLevelPruner`
+runs instead (batch-norm re-estimation, the model's own optimizer with its
+learning rate cosine-decayed to 0, distillation from the unpruned model,
+``--finetune-epochs`` epochs, no early stopping: the test set is not looked
+at); its rows go to ``compare_recovery.json`` by default.
+
+Methods — ours: ``pruner`` (`BiLevelPruner`'s own search with its defaults,
+the plan ``fit`` would recover), ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
 ``nsga2`` (one search per model and seed; each budget takes the best front
 plan under it), ``blend`` (calibrated blend of L1/L2/FPGM/BN-scale, uniform
 ratio); ``bilevel-layer+kd`` fine-tunes the bilevel-layer plan with
@@ -43,7 +50,7 @@ import numpy as np
 from benchmarks._options import add_size_options, resolve_sizes
 from benchmarks._timing import against, timers
 
-OURS = ("bilevel-layer", "bilevel-filter", "nsga2", "blend")
+OURS = ("pruner", "bilevel-layer", "bilevel-filter", "nsga2", "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
 GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
 TORCH = ("torch-pruning-l1", "torch-pruning-taylor")
@@ -83,9 +90,14 @@ def _parse(argv):
                         help="fine-tune on the first N training images (default: all but the "
                              "search images)")
     parser.add_argument("--test-images", type=int, default=None)
+    parser.add_argument("--recovery", choices=("short", "full"), default="short",
+                        help="short: Adam 5e-4, no distillation (the first protocol); full: "
+                             "BiLevelPruner's recovery for every method")
     parser.add_argument("--report", action="store_true", help="only print tables and plot")
     add_size_options(parser, FULL, QUICK, "compare")
-    args = resolve_sizes(parser.parse_args(argv), FULL, QUICK, "compare")
+    args = parser.parse_args(argv)
+    args = resolve_sizes(args, FULL, QUICK,
+                         "compare" if args.recovery == "short" else "compare_recovery")
     quick = args.quick      # digits, vgg_small, budget 0.5, seed 0
     defaults = {"dataset": "digits" if quick else "fashion_mnist",
                 "models": ["vgg_small"] if quick else ["vgg_small", "resnet20", "mobilenetv2"],
@@ -163,6 +175,9 @@ class Bench:
         elif method in GLOBAL:
             plan = global_plan(graph, kb.criteria.scores(graph, model, GLOBAL[method]), budget,
                                args.round_to)
+        elif method == "pruner":
+            pruner = kb.BiLevelPruner(model, target_flops=budget, random_state=seed, verbose=0)
+            plan = pruner.search(*self.search).plan_
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"
             plan = BiLevelSearch(
@@ -218,15 +233,20 @@ class Bench:
         kb.training.recalibrate_batch_norm(recalibrated, self.x_ft)
         before_bn = self.accuracy(recalibrated)
         steps = self.args.finetune_epochs * -(-len(self.x_ft) // 128)
-        compile_kwargs = {
-            "optimizer": keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(5e-4, steps)),
-            "loss": self.loss, "metrics": ["accuracy"]}
+        if self.args.recovery == "full":            # BiLevelPruner's recovery, for every method
+            recipe = {"compile_kwargs": None, "schedule": "cosine", "teacher": self.model}
+            kb.training.recalibrate_batch_norm(slim, self.x_ft)
+        else:
+            recipe = {"compile_kwargs": {
+                "optimizer": keras.optimizers.Adam(
+                    keras.optimizers.schedules.CosineDecay(5e-4, steps)),
+                "loss": self.loss, "metrics": ["accuracy"]},
+                "teacher": self.model if method.endswith("+kd") else None}
         masks = {path: _kernel_nonzero(_layer_at(slim, path)) for path in plan.kernels}
         start = time.perf_counter()
-        kb.training.finetune(slim, self.model, self.x_ft, self.y_ft, compile_kwargs=compile_kwargs,
+        kb.training.finetune(slim, self.model, self.x_ft, self.y_ft,
                              epochs=self.args.finetune_epochs, batch_size=128, verbose=0,
-                             kernel_masks=masks, shuffle_seed=seed,
-                             teacher=self.model if method.endswith("+kd") else None)
+                             kernel_masks=masks, shuffle_seed=seed, **recipe)
         finetune_seconds = time.perf_counter() - start
         kb.training.recalibrate_batch_norm(slim, self.x_ft)
         ratio = kb.cost(self.graph, plan).ratio_to(self.full)
@@ -239,7 +259,8 @@ class Bench:
                 "search_seconds": search_seconds, "finetune_seconds": finetune_seconds,
                 "latency_ms": against(self.timers, slim, self.args.latency_rounds,
                                       self.args.latency_runs), "widths": widths,
-                "round_to": self.args.round_to, "plan": plan.get_config()}
+                "round_to": self.args.round_to, "recovery": self.args.recovery,
+                "plan": plan.get_config()}
 
 def global_plan(graph, scores, budget, round_to):
     """One threshold over every prunable channel's raw score, lowered until the MACs fit.
