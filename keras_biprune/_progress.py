@@ -26,7 +26,7 @@ class Progress:
     ``update`` shows a finished generation; ``tick`` shows the candidates
     scored while one is under way, from the first candidate on (redrawn in
     place on a terminal; elsewhere a line at the first candidate, then at
-    most one every `TICK_SECONDS`). ``verbose=2`` prints plain lines on a
+    most one every `TICK_SECONDS` since the last line). ``verbose=2`` prints plain lines on a
     terminal too.
     """
 
@@ -51,7 +51,7 @@ class Progress:
 
     def update(self, generation, record):
         """Shows generation ``generation`` finished, with ``record``'s values."""
-        self.done, self._last_tick = generation, None
+        self.done, self._last_tick = generation, time.perf_counter()
         if self.verbose:
             self._show(self.line(generation, record), end=generation >= self.target)
 
