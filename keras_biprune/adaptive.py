@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from keras_biprune._data import batches
+from keras_biprune._data import fit_inputs, samples
 from keras_biprune._estimator import Estimator
 from keras_biprune.errors import TrainingError, UnsupportedModelError
 from keras_biprune.evaluate import cost
@@ -23,7 +23,7 @@ from keras_biprune.training.carry import (
     map_optimizer_state,
     optimizer_state,
 )
-from keras_biprune.training.finetune import compile_fresh, fit_inputs
+from keras_biprune.training.finetune import compile_fresh
 
 logger = logging.getLogger(__name__)
 
@@ -247,16 +247,9 @@ class AdaptivePruner(Estimator):
 
     def _probe(self, x, y, model):
         """The first ``probe_size`` training samples, as the model's input arrays."""
-        data = x if y is None else (x, y)
-        parts, count = [], 0
-        for xs, _ in batches(data, model, "AdaptivePruner's probe batch", self.probe_size,
-                             self.probe_size):
-            parts.append(xs)
-            count += len(xs[0])
-            if count >= self.probe_size:
-                break
-        arrays = [np.concatenate([p[i] for p in parts])[:self.probe_size]
-                  for i in range(len(parts[0]))]
+        arrays, _ = samples(x if y is None else (x, y), model, "AdaptivePruner's probe batch",
+                            self.probe_size, self.probe_size)
+        arrays = [a[:self.probe_size] for a in arrays]
         return arrays[0] if len(arrays) == 1 else arrays
 
     def _decide(self, graph, scores):

@@ -13,6 +13,7 @@ import numpy as np
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
 from keras_biprune._checks import check_data
+from keras_biprune._data import hold_out
 from keras_biprune._estimator import Estimator
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
@@ -597,17 +598,9 @@ class BiLevelPruner(Estimator):
         """(x_train, y_train, search_data): the search's share held out of the training data."""
         if search_data is not None:
             return x, y, search_data
-        if isinstance(x, np.ndarray) and y is not None:
-            n = len(x)
-            order = np.random.default_rng(self.random_state).permutation(n)
-            n_search = max(1, round(self.search_fraction * n))
-            held, kept = np.sort(order[:n_search]), np.sort(order[n_search:])
-            return x[kept], y[kept], (x[held], y[held])
-        if hasattr(x, "take") and hasattr(x, "skip") and hasattr(x, "cardinality"):
-            batches = int(x.cardinality())
-            if batches > 1:
-                n_search = max(1, round(self.search_fraction * batches))
-                return x.skip(n_search), None, x.take(n_search)
+        split = hold_out(x, y, self.search_fraction, self.random_state)
+        if split is not None:
+            return split
         raise SearchError(
             "fit holds out part of the training data for the search, which needs NumPy arrays "
             f"(x, y) or a tf.data.Dataset of known length. Received: x of type "

@@ -18,8 +18,8 @@ ALLOWED = {
     "evaluate": {"handlers", "graph", "plan"},
     "criteria": {"handlers", "graph", "plan"},
     "search": {"handlers", "graph", "plan", "criteria", "evaluate"},
-    "training": {"handlers", "graph", "plan", "datasets"},
-    "export": {"plan", "datasets"},
+    "training": {"handlers", "graph", "plan"},
+    "export": {"plan"},
 }
 ANYWHERE = {"errors", "layers"}
 

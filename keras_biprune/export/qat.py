@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_biprune.datasets import as_dataset
+from keras_biprune._data import as_dataset
 from keras_biprune.errors import DataError, InvalidExportError, MissingDependencyError
 from keras_biprune.export import _tf_keras
 from keras_biprune.export.tflite import calibration_samples, convert
