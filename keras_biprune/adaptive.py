@@ -196,8 +196,7 @@ class AdaptivePruner(Estimator):
         change_every = self.change_every if change_every is None else change_every
         config = self._validate(epochs, update_every, change_every)
         verbose = self.verbose if verbose is None else verbose
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
-            delattr(self, name)
+        self._reset()
         model = (keras.models.clone_model(self.model) if self.from_scratch
                  else rebuild(self.model, None)[0])
         graph = trace(model)

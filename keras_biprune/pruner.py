@@ -245,7 +245,8 @@ class BiLevelPruner(Estimator):
                 Without ``epochs``, about 2,000 optimizer steps' worth.
 
         Returns:
-            The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``).
+            The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``; also
+            ``history_``), as ``model.fit`` returns one.
         """
         self._validate()
         check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
@@ -545,7 +546,7 @@ class BiLevelPruner(Estimator):
             raise ExportError(f"{directory!r} is not empty. Received: overwrite=False. Pass "
                               "overwrite=True or choose a new directory.")
         os.makedirs(directory, exist_ok=True)
-        params = self.get_params()
+        params = self.get_params(deep=False)
         del params["model"]
         if not isinstance(params["criteria"], str):
             params["criteria"] = criteria_module.serialize(params["criteria"])
@@ -589,8 +590,7 @@ class BiLevelPruner(Estimator):
         return -results["loss"]
 
     def _reset(self):
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
-            delattr(self, name)
+        super()._reset()
         self.report_ = {}
         self.candidates_ = []
 
