@@ -14,16 +14,15 @@ from keras_biprune._estimator import Estimator
 from keras_biprune.errors import TrainingError, UnsupportedModelError
 from keras_biprune.evaluate import cost
 from keras_biprune.graph import trace
-from keras_biprune.surgery import PruningPlan, growable_groups
-from keras_biprune.surgery.apply import rebuild
-from keras_biprune.surgery.grow import grow
-from keras_biprune.training import OnlineFilterScore, compile_config
-from keras_biprune.training.carry import (
+from keras_biprune.surgery import PruningPlan, grow, growable_groups, rebuild
+from keras_biprune.training import (
+    OnlineFilterScore,
+    compile_config,
+    compile_fresh,
     load_optimizer_state,
     map_optimizer_state,
     optimizer_state,
 )
-from keras_biprune.training.finetune import compile_fresh
 
 logger = logging.getLogger(__name__)
 

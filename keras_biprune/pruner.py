@@ -27,8 +27,8 @@ from keras_biprune.training import (
     is_classifier,
     recalibrate_batch_norm,
     recovery_epochs,
+    steps_per_epoch,
 )
-from keras_biprune.training.finetune import steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
