@@ -3,7 +3,6 @@
 import copy
 import logging
 import math
-import numbers
 import time
 
 import keras
@@ -11,6 +10,7 @@ import numpy as np
 
 from keras_biprune._data import fit_inputs, samples
 from keras_biprune._estimator import Estimator
+from keras_biprune._validate import check_int, check_model, check_number
 from keras_biprune.errors import TrainingError, UnsupportedModelError
 from keras_biprune.evaluate import cost
 from keras_biprune.graph import trace
@@ -145,27 +145,22 @@ class AdaptivePruner(Estimator):
         self.verbose = verbose
 
     def _validate(self, epochs, update_every, change_every):
-        if not isinstance(self.model, keras.Model):
-            raise UnsupportedModelError(
-                f"AdaptivePruner trains a keras.Model. Received: model of type "
-                f"{type(self.model).__name__}. Pass a functional or Sequential model.")
+        check_model(self.model, "AdaptivePruner")
         for name, low in (("epochs", 1), ("update_every", 1), ("change_every", 1),
                           ("final_epochs", 0), ("min_channels", 1), ("grace", 0),
                           ("probe_size", 1)):
             given = {"epochs": epochs, "update_every": update_every, "change_every": change_every}
             value = given[name] if name in given else getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise TrainingError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
-        for name, low, high in (("decay", 0, 1 - 1e-12), ("next_layer_weight", 0, 1),
-                                ("prune_threshold", 0, math.inf),
-                                ("max_prune_fraction", 0, 1), ("grow_threshold", 0, math.inf),
-                                ("saturation", 1e-12, 1), ("growth_rate", 1e-12, math.inf),
-                                ("max_width", 1, math.inf)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not low <= value <= high:
-                raise TrainingError(f"{name} must be a number in [{low:g}, {high:g}]. Received: "
-                                    f"{name}={value!r}. See the AdaptivePruner docstring.")
+            check_int(name, value, low, TrainingError)
+        for name, low, high, open_low, open_high in (
+                ("decay", 0, 1, False, True), ("next_layer_weight", 0, 1, False, False),
+                ("prune_threshold", 0, math.inf, False, False),
+                ("max_prune_fraction", 0, 1, False, False),
+                ("grow_threshold", 0, math.inf, False, False),
+                ("saturation", 0, 1, True, False), ("growth_rate", 0, math.inf, True, False),
+                ("max_width", 1, math.inf, False, False)):
+            check_number(name, getattr(self, name), TrainingError, low, high, open_low=open_low,
+                         open_high=open_high, fix="See the AdaptivePruner docstring.")
         return compile_config(self.model, self.compile_kwargs)
 
     # ------------------------------------------------------------ training

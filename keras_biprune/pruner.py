@@ -3,7 +3,6 @@
 import json
 import logging
 import math
-import numbers
 import os
 import time
 
@@ -15,6 +14,7 @@ from keras_biprune import search as search_module
 from keras_biprune._checks import check_data
 from keras_biprune._data import hold_out
 from keras_biprune._estimator import Estimator
+from keras_biprune._validate import check_choice, check_model, check_number
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
@@ -187,12 +187,8 @@ class BiLevelPruner(Estimator):
         self.verbose = verbose
 
     def _validate(self):
-        if not isinstance(self.model, keras.Model):
-            raise BiPruneError(f"BiLevelPruner prunes a keras.Model. Received: model of type "
-                               f"{type(self.model).__name__}.")
-        if self.method not in METHODS:
-            raise SearchError(f"method must be one of {METHODS}. Received: "
-                              f"method={self.method!r}.")
+        check_model(self.model, "BiLevelPruner")
+        check_choice("method", self.method, METHODS, SearchError)
         t = self.target_flops
         if t is None and (self.method != "bilevel" or self.max_accuracy_drop is None):
             raise SearchError(
@@ -206,15 +202,11 @@ class BiLevelPruner(Estimator):
                 "criteria='blend' calibrates its blend at the FLOPs target, so it needs one. "
                 "Received: target_flops=None. Give target_flops (e.g. 0.5) or another criterion."
             )
-        if t is not None and (not isinstance(t, numbers.Real) or isinstance(t, bool)
-                              or not 0 < t <= 1):
-            raise SearchError(
-                f"target_flops is the share of FLOPs to keep, in (0, 1]. Received: "
-                f"target_flops={t!r}. Use e.g. 0.5 to halve the FLOPs."
-            )
-        if not 0 < self.search_fraction < 1:
-            raise SearchError(f"search_fraction must be in (0, 1). Received: "
-                              f"search_fraction={self.search_fraction!r}.")
+        if t is not None:
+            check_number("target_flops", t, SearchError, 0, 1, open_low=True,
+                         fix="It is the share of FLOPs to keep: use e.g. 0.5 to halve them.")
+        check_number("search_fraction", self.search_fraction, SearchError, 0, 1, open_low=True,
+                     open_high=True)
         owned = sorted(set(self.search_kwargs or {}) & set(_OWN_SEARCH_ARGS))
         if owned:
             raise SearchError(

@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune._data import batches
+from keras_biprune._validate import check_int
 from keras_biprune.criteria._gradients import gradient_function
 from keras_biprune.criteria.base import Criterion, combine, position_scores
 from keras_biprune.errors import CriterionError
@@ -83,11 +84,7 @@ class ActivationCriterion(Criterion):
 
     def __init__(self, max_batches=4, batch_size=32):
         for key, value in (("max_batches", max_batches), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise CriterionError(
-                    f"{type(self).__name__} expects {key} to be an int >= 1. "
-                    f"Received: {key}={value!r}."
-                )
+            check_int(key, value, 1, CriterionError)
         self.max_batches = max_batches
         self.batch_size = batch_size
 

@@ -8,10 +8,10 @@ members' ranks. `keras_biprune.search.calibrate_blend` searches the weights.
 """
 
 import dataclasses
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_number
 from keras_biprune.criteria.base import Criterion, check_model
 from keras_biprune.errors import CriterionError
 
@@ -194,9 +194,8 @@ def _rank_groups(graph, model, criteria, groups, data):
 
 
 def cluster_groups(graph, model, criteria, groups, data, threshold):
-    if not isinstance(threshold, numbers.Real) or not -1 <= threshold <= 1:
-        raise CriterionError(f"threshold must be a correlation in [-1, 1]. Received: "
-                             f"threshold={threshold!r}.")
+    check_number("threshold", threshold, CriterionError, -1, 1,
+                 fix="It is a rank correlation.")
     ranks = _rank_groups(graph, model, criteria, groups, data)
     found = CriteriaClusters(criteria, ranks, {}, {}, {})
     for group_id, group_ranks in ranks.items():

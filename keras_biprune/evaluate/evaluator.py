@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_biprune._data import samples
+from keras_biprune._validate import check_int
 from keras_biprune.errors import EvaluationError, InvalidPlanError
 from keras_biprune.evaluate._masked import MaskedEngine
 from keras_biprune.evaluate.metric import guess_greater_is_better, resolve_metric
@@ -116,10 +117,7 @@ class Evaluator:
         for name, value in (("batch_size", batch_size), ("eval_size", eval_size),
                             ("calibration_size", calibration_size),
                             ("max_parallel", 1 if max_parallel is None else max_parallel)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EvaluationError(
-                    f"{name} must be a positive int. Received: {name}={value!r}."
-                )
+            check_int(name, value, 1, EvaluationError, expected="a positive int")
         self.model = model
         self.batch_size = batch_size
         self.adaptive_bn = bool(adaptive_bn)
