@@ -13,9 +13,11 @@ import numpy as np
 
 from keras_biprune._validate import check_number
 from keras_biprune.criteria.base import Criterion, check_model
+from keras_biprune.criteria.registry import get, register, serialize
 from keras_biprune.errors import CriterionError
 
 
+@register
 class BlendedCriterion(Criterion):
     """A weighted blend of the normalized ranks of several criteria.
 
@@ -74,7 +76,7 @@ class BlendedCriterion(Criterion):
             weights = {k: v.tolist() for k, v in weights.items()}
         elif weights is not None:
             weights = weights.tolist()
-        return {"criteria": [_registry().serialize(c) for c in self.criteria],
+        return {"criteria": [serialize(c) for c in self.criteria],
                 "weights": weights}
 
     def score_groups(self, graph, groups, model, data=None):
@@ -171,14 +173,8 @@ def resolve_criteria(criteria):
             "Expected a non-empty list of criteria or their names. Received: "
             f"criteria={criteria!r}. Pass e.g. ['l1', 'fpgm']."
         )
-    return [_registry().get(c) for c in criteria]
+    return [get(c) for c in criteria]
 
-
-def _registry():
-    # The registry lists BlendedCriterion, and a blend looks its members up there.
-    from keras_biprune.criteria import registry
-
-    return registry
 
 
 def _rank_groups(graph, model, criteria, groups, data):
