@@ -101,7 +101,7 @@ class AdaptivePruner(Estimator):
     Attributes:
         pruned_model_: the trained model with its final widths.
         history_: one ``History`` of every epoch of the run.
-        width_history_: a record per architecture change (and the start):
+        width_history_: an entry per architecture change (and the start):
             ``epoch``, ``step``, ``widths`` ({group_id: width}), ``macs``,
             ``params``, ``pruned`` and ``grown`` ({group_id: filters}).
         widths_: ``{group_id: final width}``.
@@ -204,7 +204,7 @@ class AdaptivePruner(Estimator):
         self._ages = {g.id: np.full(g.size, self.grace) for g in graph.prunable_groups}
         self.history_ = keras.callbacks.History()
         self.history_.epoch = []
-        self.width_history_ = [_record(graph, 0, 0)]
+        self.width_history_ = [_width_entry(graph, 0, 0)]
         score = OnlineFilterScore(probe, update_every, self.decay, self.next_layer_weight)
         callbacks = copy.deepcopy(list(callbacks or []))
         compile_fresh(model, config, self.compile_kwargs)
@@ -229,7 +229,7 @@ class AdaptivePruner(Estimator):
         self.pruned_model_ = model
         self.widths_ = {g.id: g.size for g in graph.prunable_groups}
         self.scores_ = dict(score.scores_)
-        first, last = self.width_history_[0], _record(graph, epoch, score.steps_)
+        first, last = self.width_history_[0], _width_entry(graph, epoch, score.steps_)
         self.report_ = {"macs": {"start": first["macs"], "final": last["macs"]},
                         "params": {"start": first["params"], "final": last["params"]},
                         "flops_kept": _ratio(last["macs"], first["macs"]),
@@ -271,7 +271,7 @@ class AdaptivePruner(Estimator):
         self._ages = {g: a + 1 for g, a in self._ages.items()}
         keep, growth = self._decide(graph, scores)
         if not keep and not growth:
-            self.width_history_.append(_record(graph, epoch, step))
+            self.width_history_.append(_width_entry(graph, epoch, step))
             return model, graph, scores
         state = optimizer_state(model)
         if keep:
@@ -292,11 +292,11 @@ class AdaptivePruner(Estimator):
         compile_fresh(model, config, self.compile_kwargs)
         carried, fresh = load_optimizer_state(model, state)
         pruned = {g: self.width_history_[-1]["widths"][g] - len(k) for g, k in keep.items()}
-        record = _record(graph, epoch, step, pruned, growth)
-        self.width_history_.append(record)
+        entry = _width_entry(graph, epoch, step, pruned, growth)
+        self.width_history_.append(entry)
         message = (f"Epoch {epoch}: pruned {sum(pruned.values())} filters in {len(pruned)} "
                    f"groups, grew {sum(growth.values())} in {len(growth)}; MACs "
-                   f"{_ratio(record['macs'], self.width_history_[0]['macs']):.1%} of the start; "
+                   f"{_ratio(entry['macs'], self.width_history_[0]['macs']):.1%} of the start; "
                    f"optimizer slots carried {carried}, new {fresh}")
         logger.info(message)
         if verbose:
@@ -330,7 +330,8 @@ class AdaptivePruner(Estimator):
         return plotting.plot_width_history(self.width_history_, **kwargs)
 
 
-def _record(graph, epoch, step, pruned=None, grown=None):
+def _width_entry(graph, epoch, step, pruned=None, grown=None):
+    """One entry of ``width_history_``: the widths, MACs and parameters of ``graph``."""
     try:
         counted = cost(graph)
         macs, params = counted.macs, counted.params
