@@ -478,5 +478,3 @@ def stepped(n, step, floor, size):
     if n < floor:
         n = step * math.ceil(floor / step)
     return min(size, n)
-
-
