@@ -204,7 +204,8 @@ class BiLevelPruner(Estimator):
             )
         if t is not None:
             check_number("target_flops", t, SearchError, 0, 1, open_low=True,
-                         fix="It is the share of FLOPs to keep: use e.g. 0.5 to halve them.")
+                         fix="target_flops is the share of FLOPs to keep: use e.g. 0.5 to "
+                             "halve them.")
         check_number("search_fraction", self.search_fraction, SearchError, 0, 1, open_low=True,
                      open_high=True)
         owned = sorted(set(self.search_kwargs or {}) & set(_OWN_SEARCH_ARGS))
