@@ -16,6 +16,7 @@ generators are read lazily and checked where they are read.
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
+from keras_biprune._data import model_inputs
 from keras_biprune.errors import DataError
 
 _SPARSE, _CATEGORICAL, _BINARY = "sparse", "categorical", "binary"
@@ -85,9 +86,7 @@ def _check_pair(model, loss, x, y, weights, where, *, x_name, y_name):
             label = name if len(arrays) == 1 else f"{name} (array {i})"
             _check_finite(where, label, array)
     if internals.is_graph_model(model):
-        from keras_biprune._data import _inputs
-
-        _inputs(x, model, f"data of {where}")
+        model_inputs(x, model, f"data of {where}")
     if loss is not None and len(ys) == 1 and len(getattr(model, "outputs", None) or ()) == 1:
         _check_targets(model, loss, ys[0], where, y_name)
 

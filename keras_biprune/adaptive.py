@@ -3,27 +3,26 @@
 import copy
 import logging
 import math
-import numbers
 import time
 
 import keras
 import numpy as np
 
-from keras_biprune._data import batches
+from keras_biprune._data import fit_inputs, samples
 from keras_biprune._estimator import Estimator
+from keras_biprune._validate import check_int, check_model, check_number
 from keras_biprune.errors import TrainingError, UnsupportedModelError
 from keras_biprune.evaluate import cost
 from keras_biprune.graph import trace
-from keras_biprune.surgery import PruningPlan, growable_groups
-from keras_biprune.surgery.apply import rebuild
-from keras_biprune.surgery.grow import grow
-from keras_biprune.training import OnlineFilterScore, compile_config
-from keras_biprune.training.carry import (
+from keras_biprune.surgery import PruningPlan, grow, growable_groups, rebuild
+from keras_biprune.training import (
+    OnlineFilterScore,
+    compile_config,
+    compile_fresh,
     load_optimizer_state,
     map_optimizer_state,
     optimizer_state,
 )
-from keras_biprune.training.finetune import compile_fresh, fit_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class AdaptivePruner(Estimator):
     Attributes:
         pruned_model_: the trained model with its final widths.
         history_: one ``History`` of every epoch of the run.
-        width_history_: a record per architecture change (and the start):
+        width_history_: an entry per architecture change (and the start):
             ``epoch``, ``step``, ``widths`` ({group_id: width}), ``macs``,
             ``params``, ``pruned`` and ``grown`` ({group_id: filters}).
         widths_: ``{group_id: final width}``.
@@ -146,27 +145,22 @@ class AdaptivePruner(Estimator):
         self.verbose = verbose
 
     def _validate(self, epochs, update_every, change_every):
-        if not isinstance(self.model, keras.Model):
-            raise UnsupportedModelError(
-                f"AdaptivePruner trains a keras.Model. Received: model of type "
-                f"{type(self.model).__name__}. Pass a functional or Sequential model.")
+        check_model(self.model, "AdaptivePruner")
         for name, low in (("epochs", 1), ("update_every", 1), ("change_every", 1),
                           ("final_epochs", 0), ("min_channels", 1), ("grace", 0),
                           ("probe_size", 1)):
             given = {"epochs": epochs, "update_every": update_every, "change_every": change_every}
             value = given[name] if name in given else getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise TrainingError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")
-        for name, low, high in (("decay", 0, 1 - 1e-12), ("next_layer_weight", 0, 1),
-                                ("prune_threshold", 0, math.inf),
-                                ("max_prune_fraction", 0, 1), ("grow_threshold", 0, math.inf),
-                                ("saturation", 1e-12, 1), ("growth_rate", 1e-12, math.inf),
-                                ("max_width", 1, math.inf)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not low <= value <= high:
-                raise TrainingError(f"{name} must be a number in [{low:g}, {high:g}]. Received: "
-                                    f"{name}={value!r}. See the AdaptivePruner docstring.")
+            check_int(name, value, low, TrainingError)
+        for name, low, high, open_low, open_high in (
+                ("decay", 0, 1, False, True), ("next_layer_weight", 0, 1, False, False),
+                ("prune_threshold", 0, math.inf, False, False),
+                ("max_prune_fraction", 0, 1, False, False),
+                ("grow_threshold", 0, math.inf, False, False),
+                ("saturation", 0, 1, True, False), ("growth_rate", 0, math.inf, True, False),
+                ("max_width", 1, math.inf, False, False)):
+            check_number(name, getattr(self, name), TrainingError, low, high, open_low=open_low,
+                         open_high=open_high, fix="See the AdaptivePruner docstring.")
         return compile_config(self.model, self.compile_kwargs)
 
     # ------------------------------------------------------------ training
@@ -196,8 +190,7 @@ class AdaptivePruner(Estimator):
         change_every = self.change_every if change_every is None else change_every
         config = self._validate(epochs, update_every, change_every)
         verbose = self.verbose if verbose is None else verbose
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
-            delattr(self, name)
+        self._reset()
         model = (keras.models.clone_model(self.model) if self.from_scratch
                  else rebuild(self.model, None)[0])
         graph = trace(model)
@@ -211,7 +204,7 @@ class AdaptivePruner(Estimator):
         self._ages = {g.id: np.full(g.size, self.grace) for g in graph.prunable_groups}
         self.history_ = keras.callbacks.History()
         self.history_.epoch = []
-        self.width_history_ = [_record(graph, 0, 0)]
+        self.width_history_ = [_width_entry(graph, 0, 0)]
         score = OnlineFilterScore(probe, update_every, self.decay, self.next_layer_weight)
         callbacks = copy.deepcopy(list(callbacks or []))
         compile_fresh(model, config, self.compile_kwargs)
@@ -236,7 +229,7 @@ class AdaptivePruner(Estimator):
         self.pruned_model_ = model
         self.widths_ = {g.id: g.size for g in graph.prunable_groups}
         self.scores_ = dict(score.scores_)
-        first, last = self.width_history_[0], _record(graph, epoch, score.steps_)
+        first, last = self.width_history_[0], _width_entry(graph, epoch, score.steps_)
         self.report_ = {"macs": {"start": first["macs"], "final": last["macs"]},
                         "params": {"start": first["params"], "final": last["params"]},
                         "flops_kept": _ratio(last["macs"], first["macs"]),
@@ -247,16 +240,9 @@ class AdaptivePruner(Estimator):
 
     def _probe(self, x, y, model):
         """The first ``probe_size`` training samples, as the model's input arrays."""
-        data = x if y is None else (x, y)
-        parts, count = [], 0
-        for xs, _ in batches(data, model, "AdaptivePruner's probe batch", self.probe_size,
-                             self.probe_size):
-            parts.append(xs)
-            count += len(xs[0])
-            if count >= self.probe_size:
-                break
-        arrays = [np.concatenate([p[i] for p in parts])[:self.probe_size]
-                  for i in range(len(parts[0]))]
+        arrays, _ = samples(x if y is None else (x, y), model, "AdaptivePruner's probe batch",
+                            self.probe_size, self.probe_size)
+        arrays = [a[:self.probe_size] for a in arrays]
         return arrays[0] if len(arrays) == 1 else arrays
 
     def _decide(self, graph, scores):
@@ -285,7 +271,7 @@ class AdaptivePruner(Estimator):
         self._ages = {g: a + 1 for g, a in self._ages.items()}
         keep, growth = self._decide(graph, scores)
         if not keep and not growth:
-            self.width_history_.append(_record(graph, epoch, step))
+            self.width_history_.append(_width_entry(graph, epoch, step))
             return model, graph, scores
         state = optimizer_state(model)
         if keep:
@@ -306,11 +292,11 @@ class AdaptivePruner(Estimator):
         compile_fresh(model, config, self.compile_kwargs)
         carried, fresh = load_optimizer_state(model, state)
         pruned = {g: self.width_history_[-1]["widths"][g] - len(k) for g, k in keep.items()}
-        record = _record(graph, epoch, step, pruned, growth)
-        self.width_history_.append(record)
+        entry = _width_entry(graph, epoch, step, pruned, growth)
+        self.width_history_.append(entry)
         message = (f"Epoch {epoch}: pruned {sum(pruned.values())} filters in {len(pruned)} "
                    f"groups, grew {sum(growth.values())} in {len(growth)}; MACs "
-                   f"{_ratio(record['macs'], self.width_history_[0]['macs']):.1%} of the start; "
+                   f"{_ratio(entry['macs'], self.width_history_[0]['macs']):.1%} of the start; "
                    f"optimizer slots carried {carried}, new {fresh}")
         logger.info(message)
         if verbose:
@@ -344,7 +330,8 @@ class AdaptivePruner(Estimator):
         return plotting.plot_width_history(self.width_history_, **kwargs)
 
 
-def _record(graph, epoch, step, pruned=None, grown=None):
+def _width_entry(graph, epoch, step, pruned=None, grown=None):
+    """One entry of ``width_history_``: the widths, MACs and parameters of ``graph``."""
     try:
         counted = cost(graph)
         macs, params = counted.macs, counted.params

@@ -6,7 +6,11 @@ import struct
 
 import numpy as np
 
+from keras_biprune._data import as_dataset
 from keras_biprune.errors import BiPruneError
+
+__all__ = ["DEBIAN_FASHION_MNIST_DIR", "DatasetUnavailableError", "as_dataset", "load_cifar10",
+           "load_cifar100", "load_digits", "load_fashion_mnist", "read_idx"]
 
 
 def load_digits(test_fraction=0.2, seed=0):
@@ -200,38 +204,3 @@ def load_cifar100(label_mode="fine"):
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar100.load_data(label_mode)
     return (_scale_images(x_train), _labels(y_train)), (_scale_images(x_test), _labels(y_test))
-
-
-def as_dataset(x, y=None, batch_size=32, shuffle=False, seed=None):
-    """Wraps arrays in a batched ``tf.data.Dataset`` that ``model.fit`` consumes fast.
-
-    Keras 3 ``fit`` on NumPy arrays (TensorFlow backend) idles 35–45 s after
-    every epoch in the input iterator's teardown; a dataset with tf.data
-    autotuning disabled does not.
-
-    Args:
-        x: inputs, an array whose first axis indexes the samples.
-        y: targets with the same first axis, or ``None`` for inputs only.
-        batch_size: samples per batch (the last batch may be smaller).
-        shuffle: reshuffle the samples every epoch.
-        seed: seed of the shuffle.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(x, y)`` batches (or ``x`` batches).
-
-    Example:
-
-    ```python
-    from keras_biprune.datasets import as_dataset, load_digits
-    (x_train, y_train), _ = load_digits()
-    model.fit(as_dataset(x_train, y_train, batch_size=64, shuffle=True, seed=0), epochs=5)
-    ```
-    """
-    import tensorflow as tf
-
-    data = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
-    if shuffle:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return data.batch(batch_size).prefetch(1).with_options(options)

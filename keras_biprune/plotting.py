@@ -7,7 +7,6 @@ object-oriented API: pyplot is never imported and no global matplotlib state
 and headless jobs alike. Pass ``ax`` to draw into an axes of your own figure.
 """
 
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -15,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from keras_biprune._validate import is_number
 from keras_biprune.errors import SearchError
 from keras_biprune.graph import ChannelGraph, trace
 
@@ -116,7 +116,7 @@ def plot_pareto_front(front, *, baseline=None, selected=None, chosen=None, other
                           "Received: an empty front (no feasible plan was found). Loosen "
                           "max_accuracy_drop or target, or search longer.")
     for name, value in (("baseline", baseline), ("target", target)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        if value is not None and not is_number(value):
             what = "the unpruned score" if name == "baseline" else "the kept share, e.g. 0.5"
             raise SearchError(f"{name} must be a number ({what}) or None. "
                               f"Received: {name}={value!r}.")

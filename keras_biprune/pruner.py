@@ -3,7 +3,6 @@
 import json
 import logging
 import math
-import numbers
 import os
 import time
 
@@ -13,8 +12,10 @@ import numpy as np
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
 from keras_biprune._checks import check_data
+from keras_biprune._data import hold_out
 from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
+from keras_biprune._validate import check_choice, check_int, check_model, check_number
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import Evaluator, cost
 from keras_biprune.graph import trace
@@ -28,8 +29,8 @@ from keras_biprune.training import (
     is_classifier,
     recalibrate_batch_norm,
     recovery_epochs,
+    steps_per_epoch,
 )
-from keras_biprune.training.finetune import steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +199,8 @@ class BiLevelPruner(Estimator):
         self.verbose = verbose
 
     def _validate(self):
-        if not isinstance(self.model, keras.Model):
-            raise BiPruneError(f"BiLevelPruner prunes a keras.Model. Received: model of type "
-                               f"{type(self.model).__name__}.")
-        if self.method not in METHODS:
-            raise SearchError(f"method must be one of {METHODS}. Received: "
-                              f"method={self.method!r}.")
+        check_model(self.model, "BiLevelPruner")
+        check_choice("method", self.method, METHODS, SearchError)
         t = self.target_flops
         if t is None and (self.method != "bilevel" or self.max_accuracy_drop is None):
             raise SearchError(
@@ -217,17 +214,13 @@ class BiLevelPruner(Estimator):
                 "criteria='blend' calibrates its blend at the FLOPs target, so it needs one. "
                 "Received: target_flops=None. Give target_flops (e.g. 0.5) or another criterion."
             )
-        if t is not None and (not isinstance(t, numbers.Real) or isinstance(t, bool)
-                              or not 0 < t <= 1):
-            raise SearchError(
-                f"target_flops is the share of FLOPs to keep, in (0, 1]. Received: "
-                f"target_flops={t!r}. Use e.g. 0.5 to halve the FLOPs."
-            )
-        if not isinstance(self.steps, numbers.Integral) or isinstance(self.steps, bool) \
-                or self.steps < 1:
-            raise SearchError(f"steps is the number of pruning stages, an int >= 1. Received: "
-                              f"steps={self.steps!r}. Use 1 for one-shot pruning, e.g. 3 for "
-                              "three stages.")
+        if t is not None:
+            check_number("target_flops", t, SearchError, 0, 1, open_low=True,
+                         fix="target_flops is the share of FLOPs to keep: use e.g. 0.5 to "
+                             "halve them.")
+        check_int("steps", self.steps, 1, SearchError,
+                  expected="the number of pruning stages, an int >= 1",
+                  fix="Use 1 for one-shot pruning, e.g. 3 for three stages.")
         if self.steps > 1 and (self.method != "bilevel" or t is None or self.finalists > 1):
             raise SearchError(
                 "Pruning in stages (steps > 1) runs the bi-level search at each stage's FLOPs "
@@ -235,9 +228,8 @@ class BiLevelPruner(Estimator):
                 f"and finalists=1. Received: steps={self.steps}, method={self.method!r}, "
                 f"target_flops={t!r}, finalists={self.finalists}. Use steps=1 for those."
             )
-        if not 0 < self.search_fraction < 1:
-            raise SearchError(f"search_fraction must be in (0, 1). Received: "
-                              f"search_fraction={self.search_fraction!r}.")
+        check_number("search_fraction", self.search_fraction, SearchError, 0, 1, open_low=True,
+                     open_high=True)
         owned = sorted(set(self.search_kwargs or {}) & set(_OWN_SEARCH_ARGS))
         if owned:
             raise SearchError(
@@ -268,7 +260,8 @@ class BiLevelPruner(Estimator):
                 Without ``epochs``, about 2,000 optimizer steps' worth.
 
         Returns:
-            The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``).
+            The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``; also
+            ``history_``), as ``model.fit`` returns one.
         """
         self._validate()
         check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
@@ -656,7 +649,7 @@ class BiLevelPruner(Estimator):
             raise ExportError(f"{directory!r} is not empty. Received: overwrite=False. Pass "
                               "overwrite=True or choose a new directory.")
         os.makedirs(directory, exist_ok=True)
-        params = self.get_params()
+        params = self.get_params(deep=False)
         del params["model"]
         if not isinstance(params["criteria"], str):
             params["criteria"] = criteria_module.serialize(params["criteria"])
@@ -701,8 +694,7 @@ class BiLevelPruner(Estimator):
         return -results["loss"]
 
     def _reset(self):
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
-            delattr(self, name)
+        super()._reset()
         self.report_ = {}
         self.candidates_ = []
         self.stages_ = []
@@ -711,17 +703,9 @@ class BiLevelPruner(Estimator):
         """(x_train, y_train, search_data): the search's share held out of the training data."""
         if search_data is not None:
             return x, y, search_data
-        if isinstance(x, np.ndarray) and y is not None:
-            n = len(x)
-            order = np.random.default_rng(self.random_state).permutation(n)
-            n_search = max(1, round(self.search_fraction * n))
-            held, kept = np.sort(order[:n_search]), np.sort(order[n_search:])
-            return x[kept], y[kept], (x[held], y[held])
-        if hasattr(x, "take") and hasattr(x, "skip") and hasattr(x, "cardinality"):
-            batches = int(x.cardinality())
-            if batches > 1:
-                n_search = max(1, round(self.search_fraction * batches))
-                return x.skip(n_search), None, x.take(n_search)
+        split = hold_out(x, y, self.search_fraction, self.random_state)
+        if split is not None:
+            return split
         raise SearchError(
             "fit holds out part of the training data for the search, which needs NumPy arrays "
             f"(x, y) or a tf.data.Dataset of known length. Received: x of type "

@@ -341,7 +341,7 @@ def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(traine
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"steps": 0}, "steps is the number of pruning stages, an int >= 1"),
+    ({"steps": 0}, "steps must be the number of pruning stages, an int >= 1"),
     ({"steps": 2.0}, "an int >= 1"),
     ({"steps": 2, "method": "nsga2"}, "needs method='bilevel'"),
     ({"steps": 2, "finalists": 3}, "finalists=1"),

@@ -14,8 +14,10 @@ import numpy as np
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune._data import batches
+from keras_biprune._validate import check_int
 from keras_biprune.criteria._gradients import gradient_function
 from keras_biprune.criteria.base import Criterion, combine, position_scores
+from keras_biprune.criteria.registry import register
 from keras_biprune.errors import CriterionError
 from keras_biprune.graph.program import GraphProgram
 from keras_biprune.handlers import lookup
@@ -83,11 +85,7 @@ class ActivationCriterion(Criterion):
 
     def __init__(self, max_batches=4, batch_size=32):
         for key, value in (("max_batches", max_batches), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise CriterionError(
-                    f"{type(self).__name__} expects {key} to be an int >= 1. "
-                    f"Received: {key}={value!r}."
-                )
+            check_int(key, value, 1, CriterionError)
         self.max_batches = max_batches
         self.batch_size = batch_size
 
@@ -170,6 +168,7 @@ class ActivationCriterion(Criterion):
         return gradient_function(total_loss)
 
 
+@register
 class APoZ(ActivationCriterion):
     """Average percentage of zeros (Hu et al., 2016), as ``1 - APoZ``.
 
@@ -198,6 +197,7 @@ class APoZ(ActivationCriterion):
         return 1.0 - mean
 
 
+@register
 class HRank(ActivationCriterion):
     """Average rank of each channel's feature maps (Lin et al., 2020).
 
@@ -228,6 +228,7 @@ class HRank(ActivationCriterion):
         return np.linalg.matrix_rank(maps.astype("float64"))
 
 
+@register
 class Taylor(ActivationCriterion):
     """First-order Taylor expansion of the loss (Molchanov et al., 2017).
 

@@ -90,8 +90,7 @@ def resolve_group(graph, group):
     if not isinstance(group_id, str) or group_id not in graph:
         raise CriterionError(
             f"The group must be a ChannelGroup of this graph or its id. Received: "
-            f"group={group!r}. Known groups start with {[g.id for g in graph.groups[:5]]}; "
-            "see kb.trace(model).groups."
+            f"group={group!r}. {graph.known_groups()}"
         )
     return graph.group(group_id)
 

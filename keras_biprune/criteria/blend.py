@@ -8,14 +8,16 @@ members' ranks. `keras_biprune.search.calibrate_blend` searches the weights.
 """
 
 import dataclasses
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_number
 from keras_biprune.criteria.base import Criterion, check_model
+from keras_biprune.criteria.registry import get, register, serialize
 from keras_biprune.errors import CriterionError
 
 
+@register
 class BlendedCriterion(Criterion):
     """A weighted blend of the normalized ranks of several criteria.
 
@@ -74,7 +76,7 @@ class BlendedCriterion(Criterion):
             weights = {k: v.tolist() for k, v in weights.items()}
         elif weights is not None:
             weights = weights.tolist()
-        return {"criteria": [_registry().serialize(c) for c in self.criteria],
+        return {"criteria": [serialize(c) for c in self.criteria],
                 "weights": weights}
 
     def score_groups(self, graph, groups, model, data=None):
@@ -171,14 +173,8 @@ def resolve_criteria(criteria):
             "Expected a non-empty list of criteria or their names. Received: "
             f"criteria={criteria!r}. Pass e.g. ['l1', 'fpgm']."
         )
-    return [_registry().get(c) for c in criteria]
+    return [get(c) for c in criteria]
 
-
-def _registry():
-    # The registry lists BlendedCriterion, and a blend looks its members up there.
-    from keras_biprune.criteria import registry
-
-    return registry
 
 
 def _rank_groups(graph, model, criteria, groups, data):
@@ -194,9 +190,8 @@ def _rank_groups(graph, model, criteria, groups, data):
 
 
 def cluster_groups(graph, model, criteria, groups, data, threshold):
-    if not isinstance(threshold, numbers.Real) or not -1 <= threshold <= 1:
-        raise CriterionError(f"threshold must be a correlation in [-1, 1]. Received: "
-                             f"threshold={threshold!r}.")
+    check_number("threshold", threshold, CriterionError, -1, 1,
+                 fix="It is a rank correlation.")
     ranks = _rank_groups(graph, model, criteria, groups, data)
     found = CriteriaClusters(criteria, ranks, {}, {}, {})
     for group_id, group_ranks in ranks.items():

@@ -5,8 +5,10 @@ import zlib
 import numpy as np
 
 from keras_biprune.criteria.base import Criterion
+from keras_biprune.criteria.registry import register
 
 
+@register
 class Random(Criterion):
     """Uniform random scores in [0, 1).
 

@@ -1,14 +1,30 @@
-"""The one table of criteria by name, and lookup and serialization by name."""
+"""The one table of criteria by name: classes list themselves (`register`); lookup and
+serialization by name.
 
-from keras_biprune.criteria.activations import APoZ, HRank, Taylor
+The registry knows no criterion class; each criterion module imports it and
+decorates its classes, so a criterion that looks others up by name (a blend,
+BN-scale's fallback) imports the registry without an import cycle.
+"""
+
 from keras_biprune.criteria.base import Criterion
-from keras_biprune.criteria.blend import BlendedCriterion
-from keras_biprune.criteria.random_criterion import Random
-from keras_biprune.criteria.weights import FPGM, L1, L2, BNScale
 from keras_biprune.errors import CriterionError
 
-TABLE = {cls.name: cls
-         for cls in (L1, L2, FPGM, BNScale, Random, APoZ, Taylor, HRank, BlendedCriterion)}
+TABLE = {}
+"""``{name: Criterion subclass}`` of every criterion `get` knows: ``"l1"``, ``"l2"``,
+``"fpgm"``, ``"bn_scale"``, ``"random"``, ``"apoz"``, ``"taylor"``, ``"hrank"``, ``"blend"``
+(filled by `register` when ``keras_biprune.criteria`` is imported)."""
+
+
+def register(cls):
+    """Class decorator: lists a `Criterion` subclass in ``TABLE`` under its ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Criterion) and isinstance(cls.name, str)):
+        raise CriterionError(f"register takes a Criterion subclass with a name. Received: "
+                             f"{cls!r}. Give the class a name = '...' attribute.")
+    if TABLE.setdefault(cls.name, cls) is not cls:
+        raise CriterionError(f"The criterion name {cls.name!r} is taken by "
+                             f"{TABLE[cls.name].__name__}. Received: {cls.__name__} with the "
+                             "same name. Choose another name.")
+    return cls
 
 
 def get(identifier):

@@ -1,9 +1,9 @@
 """From criterion scores to pruning plans."""
 
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import is_int, is_number
 from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.registry import get
 from keras_biprune.errors import CriterionError, InvalidPlanError
@@ -132,7 +132,7 @@ def keep_counts(graph, keep):
     kb.criteria.keep_counts(graph, {group_id: 3})   # {group_id: 3}
     ```
     """
-    if isinstance(keep, numbers.Real) and not isinstance(keep, (bool, numbers.Integral)):
+    if is_number(keep) and not is_int(keep):
         keep = {group.id: keep for group in graph.prunable_groups}
     if not isinstance(keep, dict):
         raise InvalidPlanError(
@@ -152,10 +152,10 @@ def keep_counts(graph, keep):
 
 
 def _count(group, value):
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if is_int(value):
         if 1 <= value <= group.size:
             return int(value)
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 1:
+    elif is_number(value) and 0 < value <= 1:
         return max(1, round(value * group.size))
     raise InvalidPlanError(
         f"Group {group.id!r} has {group.size} channels. Received: keep[{group.id!r}]="

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_biprune.criteria.base import Criterion, combine
+from keras_biprune.criteria.registry import get, register
 from keras_biprune.errors import CriterionError
 from keras_biprune.handlers import lookup
 
@@ -91,6 +92,7 @@ class WeightCriterion(Criterion):
         )
 
 
+@register
 class L1(WeightCriterion):
     """Sum of absolute kernel weights of each filter (Li et al., 2017).
 
@@ -107,6 +109,7 @@ class L1(WeightCriterion):
         return np.abs(rows).sum(axis=1)
 
 
+@register
 class L2(WeightCriterion):
     """Euclidean norm of each filter's kernel weights.
 
@@ -123,6 +126,7 @@ class L2(WeightCriterion):
         return np.sqrt((rows**2).sum(axis=1))
 
 
+@register
 class FPGM(WeightCriterion):
     """Filter pruning via geometric median (He et al., 2019).
 
@@ -145,6 +149,7 @@ class FPGM(WeightCriterion):
         return np.sqrt(np.maximum(distances, 0)).sum(axis=1)
 
 
+@register
 class BNScale(WeightCriterion):
     """Absolute ``gamma`` of the ``BatchNormalization`` layers reading the channels
     (network slimming, Liu et al., 2017).
@@ -167,8 +172,6 @@ class BNScale(WeightCriterion):
 
     def __init__(self, fallback="l1"):
         if fallback is not None:
-            from keras_biprune.criteria.registry import get
-
             get(fallback)
         self.fallback = fallback
 
@@ -195,6 +198,4 @@ class BNScale(WeightCriterion):
                 "Received: fallback=None. Pass fallback='l1' (or another criterion) to "
                 "score such groups, or use a criterion that does not need batch norm."
             )
-        from keras_biprune.criteria.registry import get
-
         return get(self.fallback).score_groups(graph, [group], model, data)[group.id]

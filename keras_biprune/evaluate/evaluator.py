@@ -5,7 +5,8 @@ import logging
 import keras
 import numpy as np
 
-from keras_biprune._data import batches
+from keras_biprune._data import samples
+from keras_biprune._validate import check_int
 from keras_biprune.errors import EvaluationError, InvalidPlanError
 from keras_biprune.evaluate._masked import MaskedEngine
 from keras_biprune.evaluate.metric import guess_greater_is_better, resolve_metric
@@ -116,10 +117,7 @@ class Evaluator:
         for name, value in (("batch_size", batch_size), ("eval_size", eval_size),
                             ("calibration_size", calibration_size),
                             ("max_parallel", 1 if max_parallel is None else max_parallel)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EvaluationError(
-                    f"{name} must be a positive int. Received: {name}={value!r}."
-                )
+            check_int(name, value, 1, EvaluationError, expected="a positive int")
         self.model = model
         self.batch_size = batch_size
         self.adaptive_bn = bool(adaptive_bn)
@@ -162,22 +160,8 @@ class Evaluator:
                             self.batch_size)
 
     def _draw(self, data, eval_size, calibration_size, seed):
-        need = eval_size + calibration_size
-        if isinstance(data, (tuple, list)) and len(data) in (2, 3) and hasattr(data[0], "shape"):
-            x, y = data[0], data[1]
-            n = len(x)
-            if n and len(y) == n:
-                pick = np.random.default_rng(seed).permutation(n)[:need]
-                data = (x[np.sort(pick)], y[np.sort(pick)])
-        xs, ys = [], []
-        for batch_x, batch_y in batches(data, self.model, "evaluator", None, 1024,
-                                        need_y=True):
-            xs.append(batch_x)
-            ys.append(batch_y)
-            if sum(len(b[0]) for b in xs) >= need:
-                break
-        x = [np.concatenate([b[i] for b in xs]) for i in range(len(xs[0]))]
-        y = np.concatenate([np.asarray(b) for b in ys])
+        x, y = samples(data, self.model, "evaluator", eval_size + calibration_size, 1024,
+                       subset=True, seed=seed, need_y=True)
         n = len(y)
         order = np.random.default_rng(seed).permutation(n)
         n_eval = min(eval_size, n)

@@ -1,10 +1,10 @@
 """Racing: score every candidate on a few images, the rest only on those still in contention."""
 
 import math
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_bool, check_int, check_number
 from keras_biprune.errors import EvaluationError
 
 
@@ -70,14 +70,12 @@ class Racing:
     """
 
     def __init__(self, first=256, keep=0.5, growth=2.0, screen=True):
-        if not isinstance(first, numbers.Integral) or isinstance(first, bool) or first < 1:
-            raise _error("first must be a positive int of images", "first", first)
-        if not isinstance(keep, numbers.Real) or isinstance(keep, bool) or not 0 < keep < 1:
-            raise _error("keep must be a share of the candidates in (0, 1)", "keep", keep)
-        if not isinstance(growth, numbers.Real) or isinstance(growth, bool) or not growth > 1:
-            raise _error("growth must be a number > 1", "growth", growth)
-        if not isinstance(screen, bool):
-            raise _error("screen must be True or False", "screen", screen)
+        fix = "Use e.g. Racing(first=256, keep=0.5, growth=2.0)."
+        check_int("first", first, 1, EvaluationError, fix, expected="a positive int of images")
+        check_number("keep", keep, EvaluationError, 0, 1, open_low=True, open_high=True, fix=fix,
+                     expected="a share of the candidates in (0, 1)")
+        check_number("growth", growth, EvaluationError, 1, open_low=True, fix=fix)
+        check_bool("screen", screen, EvaluationError, fix)
         self.first = int(first)
         self.keep = float(keep)
         self.growth = float(growth)
@@ -157,9 +155,3 @@ def settle(oriented, stopped, final_stage, finite):
             bound = min(bound, values.min())
     return scores
 
-
-def _error(what, name, value):
-    return EvaluationError(
-        f"Racing: {what}. Received: {name}={value!r}. Use e.g. "
-        "Racing(first=256, keep=0.5, growth=2.0)."
-    )

@@ -14,7 +14,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_biprune.datasets import as_dataset
+from keras_biprune._data import as_dataset
+from keras_biprune._validate import check_int
 from keras_biprune.errors import DataError, InvalidExportError, MissingDependencyError
 from keras_biprune.export import _tf_keras
 from keras_biprune.export.tflite import calibration_samples, convert
@@ -212,10 +213,7 @@ def _loss(model, loss):
 
 def _check_settings(epochs, batch_size, optimizer):
     for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise InvalidExportError(
-                f"{name} must be an int >= {low}. Received: {name}={value!r}."
-            )
+        check_int(name, value, low, InvalidExportError)
     if not isinstance(optimizer, str):
         raise InvalidExportError(
             "The quantized model trains in Keras 2, which cannot take a Keras 3 optimizer. "

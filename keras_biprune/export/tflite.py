@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras_biprune import _keras_internals as internals
 from keras_biprune._data import batches
 from keras_biprune._stdio import captured_stderr, replay
+from keras_biprune._validate import check_int
 from keras_biprune.errors import DataError, InvalidExportError, UnsupportedModelError
 
 QUANTIZE_OPTIONS = (None, "int8")
@@ -100,13 +101,8 @@ _CONVERTER_CHATTER = (
 
 def calibration_samples(model, data, num_calibration):
     """Up to ``num_calibration`` single-sample input lists from ``data``, as float arrays."""
-    if not isinstance(num_calibration, int) or isinstance(num_calibration, bool) or (
-        num_calibration < 1
-    ):
-        raise InvalidExportError(
-            f"num_calibration is how many samples calibrate the int8 ranges, an int >= 1. "
-            f"Received: num_calibration={num_calibration!r}. Use e.g. num_calibration=100."
-        )
+    check_int("num_calibration", num_calibration, 1, InvalidExportError,
+              "It is how many samples calibrate the int8 ranges: use e.g. num_calibration=100.")
     if not internals.is_graph_model(model):
         raise UnsupportedModelError(
             "int8 calibration reads data shaped like a functional or Sequential model's "

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
+from keras_biprune._validate import check_model
 from keras_biprune.errors import PlanMismatchError, UnsupportedModelError
 from keras_biprune.graph.tracer import Tracer
 from keras_biprune.handlers import reads_channels
@@ -182,10 +183,14 @@ class ChannelGraph:
         if group_id not in self._by_id:
             raise PlanMismatchError(
                 f"{where} names group {group_id!r}, which model {self.model_name!r} does not "
-                f"have. Received: {where}[{group_id!r}]. Known groups start with "
-                f"{[g.id for g in self.groups[:5]]}; see kb.trace(model).groups."
+                f"have. Received: {where}[{group_id!r}]. {self.known_groups()}"
             )
         return self.group(group_id)
+
+    def known_groups(self):
+        """The fix for a group id the graph lacks: its first group ids, and where to find all."""
+        return (f"Known groups start with {[g.id for g in self.groups[:5]]}; see "
+                "kb.trace(model).groups.")
 
     def record(self, path):
         """The first call of the layer at ``path`` (``KeyError`` if there is none)."""
@@ -287,12 +292,7 @@ def trace(model):
     print(graph.summary())   # conv2d: 16 channels, prunable; dense: frozen
     ```
     """
-    if not isinstance(model, keras.Model):
-        raise UnsupportedModelError(
-            "trace expects a keras.Model (functional or Sequential). "
-            f"Received: model={type(model).__name__}. Build a Keras 3 model first, "
-            "e.g. keras.Model(inputs, outputs)."
-        )
+    check_model(model, "trace")
     if isinstance(model, keras.Sequential) and not internals.is_graph_model(model):
         raise UnsupportedModelError(
             f"The Sequential model {model.name!r} is not built. Received: a model with "

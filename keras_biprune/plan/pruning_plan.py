@@ -2,10 +2,10 @@
 
 import base64
 import json
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_number, is_int
 from keras_biprune.errors import InvalidPlanError, PlanMismatchError
 from keras_biprune.plan.per_layer import takes_input_mask, takes_kernel_mask
 
@@ -91,11 +91,8 @@ class PruningPlan:
         """
         for name, value in (("ratio", ratio), ("input_ratio", input_ratio),
                             ("kernel_ratio", kernel_ratio)):
-            if not isinstance(value, numbers.Real) or not 0 <= value < 1:
-                raise InvalidPlanError(
-                    f"{name} must be a number in [0, 1). Received: {name}={value!r}. "
-                    f"Use e.g. {name}=0.3 to prune 30%."
-                )
+            check_number(name, value, InvalidPlanError, 0, 1, open_high=True,
+                         fix=f"Use e.g. {name}=0.3 to prune 30%.")
         rng = np.random.default_rng(seed)
         keep = {}
         for group in graph.prunable_groups:
@@ -123,8 +120,7 @@ class PruningPlan:
             if group_id not in graph:
                 raise PlanMismatchError(
                     f"The plan names group {group_id!r}, which model {graph.model_name!r} "
-                    f"does not have. Received: keep[{group_id!r}]. Known groups start with "
-                    f"{[g.id for g in graph.groups[:5]]}; see kb.trace(model).groups."
+                    f"does not have. Received: keep[{group_id!r}]. {graph.known_groups()}"
                 )
             group = graph.group(group_id)
             if not kept:
@@ -374,7 +370,7 @@ def _as_indices(group_id, indices):
             f"Received: {indices!r}. Example: [0, 1, 3]."
         )
     values = list(indices)
-    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in values):
+    if not all(is_int(i) for i in values):
         raise InvalidPlanError(
             f"Kept indices of group {group_id!r} must be ints. Received: {values[:10]!r}."
         )

@@ -16,7 +16,7 @@ front = kb.search.NSGA2Search(evaluator, max_accuracy_drop=0.05).run().front
 from keras_biprune.errors import SearchError
 from keras_biprune.search.base import Search, SearchResult
 from keras_biprune.search.bilevel import BiLevelSearch
-from keras_biprune.search.blend import calibrate_blend
+from keras_biprune.search.blend_calibration import calibrate_blend
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.nsga2 import NSGA2Search
 from keras_biprune.search.objective import Objective

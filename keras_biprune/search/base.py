@@ -6,12 +6,13 @@ import numpy as np
 
 from keras_biprune import criteria
 from keras_biprune._progress import Progress
+from keras_biprune._validate import check_int
 from keras_biprune.errors import SearchError
 from keras_biprune.plan import PruningPlan
 from keras_biprune.search._evolution import Checkpoint, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective
-from keras_biprune.search.space import BAND, Budget, UpperEncoding, check_int
+from keras_biprune.search.space import BAND, Budget, UpperEncoding
 
 
 @dataclasses.dataclass
@@ -119,8 +120,8 @@ class Search:
 
     def _setup(self):
         """Validates the settings and builds the encoding, budget, objective and checkpoint."""
-        check_int("population_size", self.population_size, 2)
-        check_int("generations", self.generations, 1)
+        check_int("population_size", self.population_size, 2, SearchError)
+        check_int("generations", self.generations, 1, SearchError)
         graph = self.evaluator.graph
         criterion = criteria.get(self.criterion)
         data = self.criterion_data

@@ -1,14 +1,14 @@
 """Bi-level filter/channel pruning solved by co-evolution with migration (CEMBA)."""
 
 import math
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_int, check_number
 from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import next_generation, seed_for
 from keras_biprune.search.base import Search, SearchResult
-from keras_biprune.search.space import Budget, LowerEncoding, check_int
+from keras_biprune.search.space import Budget, LowerEncoding
 
 
 class BiLevelSearch(Search):
@@ -115,19 +115,16 @@ class BiLevelSearch(Search):
         for name, low in (("islands", 1), ("lower_population_size", 2),
                           ("lower_generations", 0), ("migration_interval", 1),
                           ("migration_size", 0), ("archive_size", 1)):
-            check_int(name, getattr(self, name), low)
+            check_int(name, getattr(self, name), low, SearchError)
         if self.migration_size >= self.population_size:
             raise SearchError(
                 f"migration_size must be below population_size ({self.population_size}). "
                 f"Received: migration_size={self.migration_size}."
             )
-        if not isinstance(self.lower_share, numbers.Real) or not 0 < self.lower_share <= 1:
-            raise SearchError(f"lower_share must be in (0, 1]. Received: "
-                              f"lower_share={self.lower_share!r}. 1 runs the lower level for "
-                              "every upper individual.")
-        if not isinstance(self.upper_slack, numbers.Real) or self.upper_slack < 0:
-            raise SearchError(f"upper_slack must be a number >= 0. Received: "
-                              f"upper_slack={self.upper_slack!r}.")
+        check_number("lower_share", self.lower_share, SearchError, 0, 1, open_low=True,
+                     expected="in (0, 1], a share of the upper individuals",
+                     fix="1 runs the lower level for every upper individual.")
+        check_number("upper_slack", self.upper_slack, SearchError, 0)
         self._lower = LowerEncoding(self.evaluator.graph, self.channel_granularity,
                                     self.lower_encoding, self.lower_levels, self.round_to)
         if self.target is not None:

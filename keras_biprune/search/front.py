@@ -1,10 +1,10 @@
 """ParetoFront: the non-dominated plans of a search, score against cost."""
 
 import dataclasses
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_int
 from keras_biprune.errors import SearchError
 from keras_biprune.plan import PruningPlan
 
@@ -87,8 +87,7 @@ class ParetoFront:
         The cheapest and the most expensive are always among them when
         ``k >= 2``; the others are the ones nearest to evenly spaced costs.
         """
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
-            raise SearchError(f"select takes a positive int. Received: k={k!r}.")
+        check_int("k", k, 1, SearchError)
         if k >= len(self.solutions):
             return list(self.solutions)
         costs = self.costs

@@ -1,9 +1,9 @@
 """What the searches optimize: evaluator score and cost of a plan, and one fitness."""
 
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_int, check_number
 from keras_biprune.errors import SearchError
 
 
@@ -48,24 +48,17 @@ class Objective:
 
     def __init__(self, evaluator, budget, max_accuracy_drop=None, max_evaluations=None,
                  on_measured=None):
-        if max_accuracy_drop is not None and (
-                not isinstance(max_accuracy_drop, numbers.Real) or max_accuracy_drop < 0):
-            raise SearchError(
-                "max_accuracy_drop must be a number >= 0 in the metric's units, or None. "
-                f"Received: max_accuracy_drop={max_accuracy_drop!r}. Use e.g. 0.01 for one "
-                "point of accuracy."
-            )
+        if max_accuracy_drop is not None:
+            check_number("max_accuracy_drop", max_accuracy_drop, SearchError, 0,
+                         fix="It is in the metric's units (or None): use e.g. 0.01 for one "
+                             "point of accuracy.")
         if max_accuracy_drop is None and budget.target is None:
             raise SearchError(
                 "Nothing to optimize: give a cost target (e.g. target_flops=0.5) or "
                 "max_accuracy_drop (e.g. 0.01), or both. Received: neither."
             )
-        if max_evaluations is not None and (
-                not isinstance(max_evaluations, numbers.Integral) or max_evaluations < 1):
-            raise SearchError(
-                f"max_evaluations must be a positive int or None. Received: "
-                f"max_evaluations={max_evaluations!r}."
-            )
+        if max_evaluations is not None:
+            check_int("max_evaluations", max_evaluations, 1, SearchError, "Or pass None.")
         self.evaluator = evaluator
         self.budget = budget
         self.max_accuracy_drop = max_accuracy_drop

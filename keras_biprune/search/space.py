@@ -10,10 +10,10 @@ tens of thousands of channels.
 """
 
 import math
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_choice, check_int, check_number
 from keras_biprune.criteria.weights import input_magnitudes
 from keras_biprune.errors import SearchError
 from keras_biprune.evaluate import cost
@@ -63,14 +63,11 @@ class UpperEncoding:
 
     def __init__(self, graph, scores, kind="mask", round_to=1, min_channels=1,
                  max_prune_ratio=1.0):
-        check_choice("kind", kind, KINDS)
-        check_int("round_to", round_to, 1)
-        check_int("min_channels", min_channels, 1)
-        if not isinstance(max_prune_ratio, numbers.Real) or not 0 < max_prune_ratio <= 1:
-            raise SearchError(
-                f"max_prune_ratio must be in (0, 1]. Received: max_prune_ratio="
-                f"{max_prune_ratio!r}. Use e.g. 0.8 to keep at least 20% of every group."
-            )
+        check_choice("kind", kind, KINDS, SearchError)
+        check_int("round_to", round_to, 1, SearchError)
+        check_int("min_channels", min_channels, 1, SearchError)
+        check_number("max_prune_ratio", max_prune_ratio, SearchError, 0, 1, open_low=True,
+                     fix="Use e.g. 0.8 to keep at least 20% of every group.")
         self.graph = graph
         self.kind = kind
         self.round_to = round_to
@@ -190,10 +187,10 @@ class LowerEncoding:
     """
 
     def __init__(self, graph, granularity="layer", kind="mask", levels=8, round_to=1):
-        check_choice("granularity", granularity, GRANULARITIES)
-        check_choice("kind", kind, KINDS)
-        check_int("levels", levels, 1)
-        check_int("round_to", round_to, 1)
+        check_choice("granularity", granularity, GRANULARITIES, SearchError)
+        check_choice("kind", kind, KINDS, SearchError)
+        check_int("levels", levels, 1, SearchError)
+        check_int("round_to", round_to, 1, SearchError)
         self.graph = graph
         self.round_to = round_to
         self.granularity = granularity
@@ -317,13 +314,11 @@ class Budget:
     """
 
     def __init__(self, graph, target=None, measure="flops"):
-        check_choice("measure", measure, MEASURES)
-        if target is not None and (not isinstance(target, numbers.Real)
-                                   or isinstance(target, bool) or not 0 < target <= 1):
-            raise SearchError(
-                f"The target must be the share of the unpruned model's {measure} to keep, in "
-                f"(0, 1]. Received: target={target!r}. Use e.g. 0.5 to halve the {measure}."
-            )
+        check_choice("measure", measure, MEASURES, SearchError)
+        if target is not None:
+            check_number("target", target, SearchError, 0, 1, open_low=True,
+                         expected=f"the share of the unpruned model's {measure} to keep, in "
+                                  "(0, 1]", fix=f"Use e.g. 0.5 to halve the {measure}.")
         self.graph = graph
         self.target = target
         self.measure = measure
@@ -483,13 +478,3 @@ def stepped(n, step, floor, size):
     if n < floor:
         n = step * math.ceil(floor / step)
     return min(size, n)
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise SearchError(f"{name} must be one of {choices}. Received: {name}={value!r}.")
-
-
-def check_int(name, value, low):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise SearchError(f"{name} must be an int >= {low}. Received: {name}={value!r}.")

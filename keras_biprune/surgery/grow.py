@@ -19,10 +19,10 @@ filters start training as soon as their outgoing weights move.
 """
 
 import logging
-import numbers
 
 import numpy as np
 
+from keras_biprune._validate import check_int
 from keras_biprune.errors import HandlerError, InvalidPlanError
 from keras_biprune.graph import trace
 from keras_biprune.handlers import NodeIO, lookup
@@ -163,10 +163,7 @@ def _checked_growth(graph, growth):
     checked = {}
     for group_id, n in growth.items():
         group = graph.require(group_id, "growth")
-        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
-            raise InvalidPlanError(
-                f"growth[{group_id!r}] must be an int >= 0 (new channels). Received: {n!r}."
-            )
+        check_int(f"growth[{group_id!r}]", n, 0, InvalidPlanError, "It counts new channels.")
         if not group.prunable:
             raise InvalidPlanError(
                 f"Group {group_id!r} cannot change width: {group.reason}. "

@@ -8,6 +8,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_biprune._data import fit_inputs
 from keras_biprune.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -348,26 +349,3 @@ class _MaskConstraint(keras.constraints.Constraint):
 
     def __call__(self, w):
         return w * keras.ops.convert_to_tensor(self.keep, dtype=w.dtype)
-
-
-def fit_inputs(x, y, fit_kwargs, seed):
-    """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
-    if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
-        if hasattr(x, "cardinality"):          # a tf.data.Dataset batches and shuffles itself
-            fit_kwargs = {"shuffle": False, **fit_kwargs}
-        return x, {"y": y, **fit_kwargs} if y is not None else fit_kwargs
-    from keras_biprune.datasets import as_dataset
-
-    kwargs = dict(fit_kwargs)
-    batch_size = kwargs.pop("batch_size", None) or 32
-    shuffle = kwargs.pop("shuffle", True)
-    if "validation_split" in kwargs:
-        raise TrainingError(
-            "validation_split is not supported here: the pruner already holds out search data. "
-            "Received: validation_split. Pass validation_data=(x_val, y_val) instead."
-        )
-    validation = kwargs.get("validation_data")
-    if isinstance(validation, tuple) and isinstance(validation[0], np.ndarray):
-        kwargs["validation_data"] = as_dataset(*validation[:2], batch_size=batch_size)
-    kwargs["shuffle"] = False          # the dataset shuffles itself
-    return as_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed), kwargs

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
+from keras_biprune._validate import check_int, check_number
 from keras_biprune.errors import TrainingError
 from keras_biprune.graph import trace
 from keras_biprune.handlers import consumed_slices, reads_channels
@@ -72,14 +73,11 @@ class OnlineFilterScore(keras.callbacks.Callback):
 
     def __init__(self, probe, update_every=50, decay=0.9, next_layer_weight=0.5):
         super().__init__()
-        if not isinstance(update_every, int) or isinstance(update_every, bool) or update_every < 1:
-            raise TrainingError(f"update_every must be an int >= 1 (training steps). Received: "
-                                f"update_every={update_every!r}. Use e.g. update_every=50.")
-        if not 0 <= decay < 1 or not 0 <= next_layer_weight <= 1:
-            raise TrainingError(
-                f"Expected 0 <= decay < 1 and 0 <= next_layer_weight <= 1. Received: "
-                f"decay={decay!r}, next_layer_weight={next_layer_weight!r}. Use e.g. 0.9 and 0.5."
-            )
+        check_int("update_every", update_every, 1, TrainingError,
+                  "It counts training steps: use e.g. update_every=50.")
+        check_number("decay", decay, TrainingError, 0, 1, open_high=True, fix="Use e.g. 0.9.")
+        check_number("next_layer_weight", next_layer_weight, TrainingError, 0, 1,
+                     fix="Use e.g. 0.5.")
         self.probe = probe
         self.update_every = update_every
         self.decay = float(decay)

@@ -11,12 +11,12 @@ plan = kb.criteria.select(evaluator.graph, model, 0.5, blend)
 """
 
 import logging
-import numbers
 
 import numpy as np
 import pygad
 
 from keras_biprune._progress import Progress
+from keras_biprune._validate import check_int
 from keras_biprune.criteria import keep_counts, plan_from_scores
 from keras_biprune.criteria.base import check_model
 from keras_biprune.criteria.blend import (
@@ -85,9 +85,7 @@ def calibrate_blend(evaluator, model, criteria=("l1", "l2", "fpgm", "bn_scale"),
     criteria = resolve_criteria(criteria)
     for name, value, low in (("population_size", population_size, 2),
                              ("generations", generations, 1)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            raise CriterionError(f"calibrate_blend expects {name} to be an int >= {low}. "
-                                 f"Received: {name}={value!r}.")
+        check_int(name, value, low, CriterionError)
     try:
         counts = keep_counts(graph, keep)
     except InvalidPlanError as error:
