@@ -6,6 +6,8 @@ kind lives here, so a Keras upgrade breaks one file.
 """
 
 import contextlib
+import copy
+import types
 
 import keras
 from keras.src.layers.core.input_layer import InputLayer
@@ -14,11 +16,14 @@ from keras.src.ops import nn as _nn_ops
 from keras.src.ops import numpy as _np_ops
 from keras.src.ops.operation import Operation
 from keras.src.saving.serialization_lib import SafeModeScope
+from keras.src.utils.backend_utils import DynamicBackend
+from keras.src.utils.tracking import DotNotTrackScope
 
 __all__ = [
     "InputLayer",
     "Operation",
     "application_layer_classes",
+    "copy_layer",
     "graph_of",
     "input_name",
     "inputs_structure",
@@ -133,3 +138,88 @@ def optimizer_slots(optimizer):
                         for v, t in zip(value, tracked))):
             slots[name] = value
     return tracked, slots
+
+
+def copy_layer(layer, keep=()):
+    """A copy of a built layer (sub-layers included) holding fresh variables.
+
+    The copy is made from the layer object itself, not from its config: it
+    keeps the layer's function objects (activations, a ``Lambda``'s function),
+    its other Python state, and the objects in ``keep`` (regularizers,
+    constraints) by identity. Its variables are new ones with the same values,
+    names, regularizers and constraints, so it shares no state with ``layer``;
+    its call history starts empty. Keras's own ``copy``/``pickle`` path goes
+    through the config, which is what this avoids.
+
+    Raises whatever ``copy.deepcopy`` raises on an attribute that cannot be
+    copied (a lock, an open file).
+    """
+    memo = {id(obj): obj for obj in keep}
+    for variable in getattr(layer, "variables", ()):
+        fresh = _fresh_variable(variable)
+        memo[id(variable)] = fresh
+        if hasattr(variable, "_value"):
+            memo[id(variable._value)] = fresh._value
+    return _copy_into(layer, memo)
+
+
+def _fresh_variable(variable):
+    scopes = variable.path.split("/")[:-1]
+    with contextlib.ExitStack() as stack:
+        for scope in scopes:  # the same path as the original
+            stack.enter_context(keras.name_scope(scope))
+        fresh = keras.Variable(
+            keras.ops.convert_to_numpy(variable), dtype=variable.dtype,
+            trainable=variable.trainable, autocast=variable._autocast,
+            aggregation=variable.aggregation, synchronization=variable.synchronization,
+            name=variable.name,
+        )
+    fresh.regularizer = variable.regularizer
+    fresh.constraint = variable.constraint
+    fresh.overwrite_with_gradient = variable.overwrite_with_gradient
+    return fresh
+
+
+def _copy_into(layer, memo):
+    new = type(layer).__new__(type(layer))
+    memo[id(layer)] = new
+    for attr in ("_inbound_nodes", "_outbound_nodes"):
+        if hasattr(layer, attr):
+            memo[id(getattr(layer, attr))] = []
+    for sub in getattr(layer, "_layers", ()):
+        if id(sub) not in memo:
+            _copy_into(sub, memo)
+    # ``Layer.__new__`` wraps ``build`` and ``quantize`` in closures over the
+    # new object: keep those, not the original's, which act on the original.
+    wrappers = {k: v for k, v in vars(new).items() if callable(v)}
+    _keep_shared(layer.__dict__, memo)
+    with DotNotTrackScope():  # the copied containers are filled as they are, not re-tracked
+        new.__dict__.update(copy.deepcopy(layer.__dict__, memo))
+    new.__dict__.update(wrappers)
+    tracker = new.__dict__.get("_tracker")
+    if tracker is not None:
+        tracker.stored_ids = {
+            name: {id(x) for x in store} for name, (_test, store) in tracker.config.items()
+        }
+    return new
+
+
+def _keep_shared(state, memo):
+    """Puts the modules and backend tensors reachable from ``state`` in
+    ``memo`` as themselves: a ``SeedGenerator`` holds the backend module and
+    preprocessing layers a ``DynamicBackend``, which cannot be copied;
+    ``Normalization`` holds its mean as an immutable tensor."""
+    stack, seen = [state], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or id(obj) in memo:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (types.ModuleType, DynamicBackend)) or keras.ops.is_tensor(obj):
+            memo[id(obj)] = obj
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.FunctionType)):
+            stack.extend(vars(obj).values())

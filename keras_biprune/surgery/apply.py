@@ -9,6 +9,7 @@ from keras_biprune.handlers import lookup
 from keras_biprune.handlers.take import Slice, ZeroConsumed
 from keras_biprune.layers import ChannelSelect
 from keras_biprune.plan import checked_plan, kernel_mask, node_io
+from keras_biprune.surgery.layer_copy import carried, recreated
 
 
 class _Rebuilder:
@@ -71,12 +72,17 @@ class _Rebuilder:
         if internals.is_graph_model(op):
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
+        elif self._keeps_shapes(op):
+            new = carried(op)
         else:
-            config = self.configure(op, op.get_config())
-            with internals.unsafe_deserialization():  # copies the user's live Lambda layers
-                new = type(op).from_config(config)
+            new = recreated(op, lambda config: self.configure(op, config))
         self.new_ops[id(op)] = new
         return new
+
+    def _keeps_shapes(self, op):
+        """True when the plan leaves every channel axis of ``op`` whole."""
+        io = self._io(self.records[id(op)])
+        return all(m is None or m.all() for m in (*io.inputs, *io.outputs))
 
     def configure(self, op, config):
         """The new layer's config."""
