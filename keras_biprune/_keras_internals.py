@@ -12,6 +12,7 @@ import types
 import keras
 from keras.src.layers.core.input_layer import InputLayer
 from keras.src.models.functional import Functional
+from keras.src.ops import image as _image_ops
 from keras.src.ops import nn as _nn_ops
 from keras.src.ops import numpy as _np_ops
 from keras.src.ops.operation import Operation
@@ -25,6 +26,7 @@ __all__ = [
     "application_layer_classes",
     "copy_layer",
     "graph_of",
+    "image_ops",
     "input_name",
     "inputs_structure",
     "is_graph_model",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 np_ops = _np_ops
+image_ops = _image_ops
 nn_ops = _nn_ops
 
 

@@ -134,3 +134,42 @@ class ChannelSelectHandler(LayerHandler):
             "not reach its consumer. Received: a group to grow through it. Grow the model "
             "before lower-level pruning, or leave the group's width fixed."
         )
+
+
+class DepthToSpaceHandler(LayerHandler):
+    """``ops.depth_to_space`` (channels last): output channel ``c`` gathers
+    input channels ``k·C' + c`` of every block position ``k``, which are tied."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        if layer.data_format != "channels_last":
+            return ctx.opaque(inputs, "depth_to_space with channels_first")
+        rows = x.labels.reshape(layer.block_size ** 2, -1)
+        for row in rows[1:]:
+            ctx.tie(Channels(rows[0], x.axis), Channels(row, x.axis))
+        return [Channels(rows[0], x.axis)]
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
+class SpaceToDepthHandler(LayerHandler):
+    """``ops.space_to_depth`` (channels last): the output repeats the input's
+    channels once per block position."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        if layer.data_format != "channels_last":
+            return ctx.opaque(inputs, "space_to_depth with channels_first")
+        return [Channels(np.tile(x.labels, layer.block_size ** 2), x.axis)]
+
+    def sliced_kind(self, layer):
+        return "call"

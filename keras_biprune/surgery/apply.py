@@ -1,5 +1,7 @@
 """Layer surgery: rebuild a model as a new model with a plan's channels removed."""
 
+import copy
+
 import keras
 import numpy as np
 
@@ -9,7 +11,7 @@ from keras_biprune.handlers import lookup
 from keras_biprune.handlers.take import Slice, ZeroConsumed
 from keras_biprune.layers import ChannelSelect
 from keras_biprune.plan import checked_plan, kernel_mask, node_io
-from keras_biprune.surgery.layer_copy import carried, recreated
+from keras_biprune.surgery.layer_copy import SERIALIZATION_ERRORS, carried, recreated
 
 
 class _Rebuilder:
@@ -72,17 +74,27 @@ class _Rebuilder:
         if internals.is_graph_model(op):
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
-        elif self._keeps_shapes(op):
+        elif self._carries(op):
             new = carried(op)
         else:
             new = recreated(op, lambda config: self.configure(op, config))
         self.new_ops[id(op)] = new
         return new
 
-    def _keeps_shapes(self, op):
-        """True when the plan leaves every channel axis of ``op`` whole."""
+    def _carries(self, op):
+        """True when ``op`` is copied as it is: the plan leaves every channel axis
+        of it whole, or it has no weights and its handler leaves its config as
+        it is (a pass-through layer on fewer channels)."""
         io = self._io(self.records[id(op)])
-        return all(m is None or m.all() for m in (*io.inputs, *io.outputs))
+        if all(m is None or m.all() for m in (*io.inputs, *io.outputs)):
+            return True
+        if getattr(op, "weights", None):
+            return False
+        try:
+            config = op.get_config()
+        except SERIALIZATION_ERRORS:
+            return True  # nothing to patch in a config that cannot be read
+        return _same(self.configure(op, copy.deepcopy(config)), config)
 
     def configure(self, op, config):
         """The new layer's config."""
@@ -127,6 +139,13 @@ class _Rebuilder:
     def new_weights(self, op, new):
         """The weights of ``new``, the copy of ``op``."""
         return self.arrays(op, op.get_weights())
+
+
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except ValueError:  # arrays in a config: compare them as text
+        return repr(a) == repr(b)
 
 
 def _prepare(model, plan):

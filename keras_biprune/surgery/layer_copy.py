@@ -21,7 +21,7 @@ from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import UnsupportedModelError
 
 # What Keras raises for an object it cannot serialize (a regularizer without get_config).
-_SERIALIZATION_ERRORS = (NotImplementedError, TypeError, ValueError, AttributeError)
+SERIALIZATION_ERRORS = (NotImplementedError, TypeError, ValueError, AttributeError)
 
 
 def behaviour(layer):
@@ -74,7 +74,7 @@ def recreated(layer, configure):
     callables = behaviour(layer)
     try:
         config = layer.get_config()
-    except _SERIALIZATION_ERRORS:  # retried below without the callables that do not serialize
+    except SERIALIZATION_ERRORS:  # retried below without the callables that do not serialize
         stand_in = carried(layer)
         for name, value in callables.items():
             if not _serializes(value):
@@ -100,7 +100,7 @@ def recreated(layer, configure):
 def _serializes(value):
     try:
         keras.saving.serialize_keras_object(value)
-    except _SERIALIZATION_ERRORS:
+    except SERIALIZATION_ERRORS:
         return False
     return True
 
