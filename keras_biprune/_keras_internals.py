@@ -36,6 +36,7 @@ __all__ = [
     "node_input_tensors",
     "np_ops",
     "optimizer_slots",
+    "output_shapes",
     "outputs_structure",
     "unsafe_deserialization",
 ]
@@ -73,6 +74,23 @@ def node_arguments(node, tensor_map):
     ``tensor_map`` maps ``id(original KerasTensor)`` to its replacement.
     """
     return node.arguments.fill_in(tensor_map)
+
+
+def output_shapes(model, input_shapes):
+    """``{id(tensor): shape}`` for every tensor of a functional model called on
+    inputs of ``input_shapes``, computed with each operation's
+    ``compute_output_spec`` (no node is added to the model). Tensors whose
+    shape cannot be computed keep their own."""
+    inputs, _outputs, nodes = graph_of(model)
+    specs = {id(t): keras.KerasTensor(shape, dtype=t.dtype) for t, shape in zip(inputs, input_shapes)}
+    for node in nodes:
+        args, kwargs = node_arguments(node, specs)
+        try:
+            outputs = keras.tree.flatten(node.operation.compute_output_spec(*args, **kwargs))
+        except (TypeError, ValueError, NotImplementedError):
+            break
+        specs.update((id(t), o) for t, o in zip(node.outputs, outputs))
+    return {k: tuple(v.shape) for k, v in specs.items()}
 
 
 def inputs_structure(model):

@@ -178,6 +178,9 @@ class PerChannelHandler(LayerHandler):
         keep = io.inputs[0]
         return [w if w.ndim == 0 else take(w, self._axis(w, io), keep) for w in weights]
 
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        return ()  # scales and shifts: no multiply-accumulates by convention
+
     def sliced_kind(self, layer):
         """``"bn"`` for a ``BatchNormalization`` over the last axis."""
         if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (
