@@ -44,8 +44,10 @@ def _relative_difference(a_model, b_model, x):
 def _frozen(graph):
     """The reasons groups stay frozen, without the layer paths, most frequent first."""
     reasons = collections.Counter(
-        g.reason.split(": ", 1)[-1] for g in graph.groups if not g.prunable)
-    return "; ".join(f"{n}x {r[:70]}" for r, n in reasons.most_common(3))
+        part.split(": ", 1)[-1]
+        for g in graph.groups if not g.prunable
+        for part in dict.fromkeys(g.reason.split("; ")))
+    return "; ".join(f"{n}× {r[:60]}" for r, n in reasons.most_common(3))
 
 
 def _error(error):

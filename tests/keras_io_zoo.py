@@ -28,15 +28,14 @@ def mnist_convnet():
     ])
 
 
-# https://keras.io/examples/vision/image_classification_from_scratch/ (small Xception)
-def xception_from_scratch():
-    inputs = keras.Input((32, 32, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(16, 3, strides=2, padding="same")(x)
+def _xception_stem(x, stem, sizes):
+    """The entry flow both keras-io examples below share: a strided conv, then
+    per size two separable convs, a pool and a strided 1x1 shortcut."""
+    x = layers.Conv2D(stem, 3, strides=2, padding="same")(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     previous = x
-    for size in [16, 32]:
+    for size in sizes:
         x = layers.Activation("relu")(x)
         x = layers.SeparableConv2D(size, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
@@ -47,6 +46,13 @@ def xception_from_scratch():
         residual = layers.Conv2D(size, 1, strides=2, padding="same")(previous)
         x = layers.add([x, residual])
         previous = x
+    return x
+
+
+# https://keras.io/examples/vision/image_classification_from_scratch/ (small Xception)
+def xception_from_scratch():
+    inputs = keras.Input((32, 32, 3))
+    x = _xception_stem(layers.Rescaling(1.0 / 255)(inputs), 16, [16, 32])
     x = layers.SeparableConv2D(48, 3, padding="same")(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
@@ -58,21 +64,7 @@ def xception_from_scratch():
 # https://keras.io/examples/vision/oxford_pets_image_segmentation/ (U-Net-like)
 def oxford_pets_unet():
     inputs = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
-    x = layers.BatchNormalization()(x)
-    x = layers.Activation("relu")(x)
-    previous = x
-    for filters in [16, 32]:
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(filters, 1, strides=2, padding="same")(previous)
-        x = layers.add([x, residual])
-        previous = x
+    x = previous = _xception_stem(inputs, 8, [16, 32])
     for filters in [32, 16, 8]:
         x = layers.Activation("relu")(x)
         x = layers.Conv2DTranspose(filters, 3, padding="same")(x)

@@ -136,9 +136,8 @@ class ChannelSelectHandler(LayerHandler):
         )
 
 
-class DepthToSpaceHandler(LayerHandler):
-    """``ops.depth_to_space`` (channels last): output channel ``c`` gathers
-    input channels ``k·C' + c`` of every block position ``k``, which are tied."""
+class _BlockHandler(LayerHandler):
+    """``ops.depth_to_space`` and ``ops.space_to_depth`` in channels last."""
 
     rearranges_only = True
 
@@ -147,29 +146,31 @@ class DepthToSpaceHandler(LayerHandler):
         if x is None:
             return [None]
         if layer.data_format != "channels_last":
-            return ctx.opaque(inputs, "depth_to_space with channels_first")
-        rows = x.labels.reshape(layer.block_size ** 2, -1)
+            return ctx.opaque(inputs, f"{type(layer).__name__} with channels_first")
+        return [self.channels(x, layer.block_size ** 2, ctx)]
+
+    def channels(self, x, blocks, ctx):
+        """The output's channels, for ``blocks`` positions per block."""
+        raise NotImplementedError
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
+class DepthToSpaceHandler(_BlockHandler):
+    """``ops.depth_to_space``: output channel ``c`` gathers input channels
+    ``k·C' + c`` of every block position ``k``, which are tied."""
+
+    def channels(self, x, blocks, ctx):
+        rows = x.labels.reshape(blocks, -1)
         for row in rows[1:]:
             ctx.tie(Channels(rows[0], x.axis), Channels(row, x.axis))
-        return [Channels(rows[0], x.axis)]
-
-    def sliced_kind(self, layer):
-        return "call"
+        return Channels(rows[0], x.axis)
 
 
-class SpaceToDepthHandler(LayerHandler):
-    """``ops.space_to_depth`` (channels last): the output repeats the input's
-    channels once per block position."""
+class SpaceToDepthHandler(_BlockHandler):
+    """``ops.space_to_depth``: the output repeats the input's channels once
+    per block position."""
 
-    rearranges_only = True
-
-    def trace(self, layer, inputs, ctx):
-        x = inputs[0]
-        if x is None:
-            return [None]
-        if layer.data_format != "channels_last":
-            return ctx.opaque(inputs, "space_to_depth with channels_first")
-        return [Channels(np.tile(x.labels, layer.block_size ** 2), x.axis)]
-
-    def sliced_kind(self, layer):
-        return "call"
+    def channels(self, x, blocks, ctx):
+        return Channels(np.tile(x.labels, blocks), x.axis)
