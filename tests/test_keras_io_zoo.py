@@ -40,8 +40,9 @@ def test_random_plans_slim_equals_masked(real_model, ratio):
 
 def test_no_group_is_frozen_by_a_layer_that_has_a_handler():
     handled = [f"{name} has no channel handler" for name in (
-        "Split", "Pad", "DepthToSpace", "SpaceToDepth", "Resizing", "StochasticDepth")]
+        "Split", "Pad", "DepthToSpace", "SpaceToDepth", "Resizing", "StochasticDepth",
+        "Embedding")]
     for name in ("cct", "csp_darknet_block", "deeplabv3_plus", "espcn_super_resolution",
-                 "zero_dce"):
+                 "text_cnn", "zero_dce"):
         reasons = [g.reason for g in kb.trace(KERAS_IO_ZOO[name]()).groups if not g.prunable]
         assert not [r for r in reasons if any(h in r for h in handled)], (name, reasons)

@@ -20,6 +20,7 @@ from keras_biprune.handlers.producers import (
     ConvTransposeHandler,
     DenseHandler,
     DepthwiseConvHandler,
+    EmbeddingHandler,
     SeparableConvHandler,
 )
 from keras_biprune.handlers.reshaping import (
@@ -38,6 +39,7 @@ _apps = internals.application_layer_classes()
 _BUILTIN = {
     ConvHandler(): [layers.Conv1D, layers.Conv2D, layers.Conv3D],
     DenseHandler(): [layers.Dense],
+    EmbeddingHandler(): [layers.Embedding],
     ConvTransposeHandler(): [layers.Conv1DTranspose, layers.Conv2DTranspose,
                              layers.Conv3DTranspose],
     DepthwiseConvHandler(): [layers.DepthwiseConv1D, layers.DepthwiseConv2D],
