@@ -7,6 +7,7 @@ kind lives here, so a Keras upgrade breaks one file.
 
 import contextlib
 import copy
+import inspect
 import types
 
 import keras
@@ -233,14 +234,19 @@ def _keep_shared(state, memo):
     stack, seen = [state], set()
     while stack:
         obj = stack.pop()
-        if id(obj) in seen or id(obj) in memo:
+        if isinstance(obj, _ATOMS) or id(obj) in seen or id(obj) in memo:
             continue
         seen.add(id(obj))
-        if isinstance(obj, (types.ModuleType, DynamicBackend)) or keras.ops.is_tensor(obj):
-            memo[id(obj)] = obj
-        elif isinstance(obj, dict):
+        if isinstance(obj, dict):
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack.extend(obj)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.FunctionType)):
+        elif isinstance(obj, (types.ModuleType, DynamicBackend)) or keras.ops.is_tensor(obj):
+            memo[id(obj)] = obj
+        elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_WALKED):
             stack.extend(vars(obj).values())
+
+
+# Values ``_keep_shared`` skips: deepcopy copies them or keeps them as they are.
+_ATOMS = (str, bytes, int, float, complex, bool, type(None), types.FunctionType, type)
+_NOT_WALKED = (inspect.Signature, inspect.Parameter)
