@@ -29,14 +29,18 @@ def behaviour(layer):
     regularizers, constraints, initializers, a ``Lambda``'s function.
 
     Methods, and functions that close over the layer itself (the ``build``
-    wrapper Keras puts on every layer), are the layer's own, not behaviour.
+    wrapper Keras puts on every layer), are the layer's own, not behaviour;
+    so are objects with state (sub-layers, metrics), which are copied.
     """
     return {
         name: value for name, value in vars(layer).items()
         if callable(value) and not inspect.ismethod(value)
-        and not isinstance(value, (type, internals.Operation, keras.Variable))
+        and not isinstance(value, _STATEFUL)
         and not _closes_over(value, layer)
     }
+
+
+_STATEFUL = (type, internals.Operation, keras.Variable, keras.metrics.Metric)
 
 
 def _closes_over(function, obj):

@@ -171,3 +171,24 @@ def test_a_layer_that_cannot_be_copied_is_named():
     model = keras.Model(inputs, layers.Dense(2)(x))
     with pytest.raises(UnsupportedModelError, match="'locked'.*cannot be copied"):
         kb.apply_plan(model, None)
+
+
+class Counting(layers.Layer):
+    """Holds a metric: state, not behaviour, so its copy gets its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = keras.metrics.Sum()
+
+    def call(self, x):
+        return x
+
+
+def test_a_carried_layer_gets_its_own_metric():
+    x = inputs = keras.Input((4,))
+    x = Counting(name="counting")(layers.Dense(4)(x))
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    same = kb.apply_plan(model, None)
+    old, new = model.get_layer("counting").seen, same.get_layer("counting").seen
+    assert new is not old
+    assert not {id(v) for v in new.variables} & {id(v) for v in old.variables}
