@@ -6,20 +6,28 @@ kind lives here, so a Keras upgrade breaks one file.
 """
 
 import contextlib
+import copy
+import inspect
+import types
 
 import keras
 from keras.src.layers.core.input_layer import InputLayer
 from keras.src.models.functional import Functional
+from keras.src.ops import image as _image_ops
 from keras.src.ops import nn as _nn_ops
 from keras.src.ops import numpy as _np_ops
 from keras.src.ops.operation import Operation
 from keras.src.saving.serialization_lib import SafeModeScope
+from keras.src.utils.backend_utils import DynamicBackend
+from keras.src.utils.tracking import DotNotTrackScope
 
 __all__ = [
     "InputLayer",
     "Operation",
     "application_layer_classes",
+    "copy_layer",
     "graph_of",
+    "image_ops",
     "input_name",
     "inputs_structure",
     "is_graph_model",
@@ -29,11 +37,13 @@ __all__ = [
     "node_input_tensors",
     "np_ops",
     "optimizer_slots",
+    "output_shapes",
     "outputs_structure",
     "unsafe_deserialization",
 ]
 
 np_ops = _np_ops
+image_ops = _image_ops
 nn_ops = _nn_ops
 
 
@@ -65,6 +75,23 @@ def node_arguments(node, tensor_map):
     ``tensor_map`` maps ``id(original KerasTensor)`` to its replacement.
     """
     return node.arguments.fill_in(tensor_map)
+
+
+def output_shapes(model, input_shapes):
+    """``{id(tensor): shape}`` for every tensor of a functional model called on
+    inputs of ``input_shapes``, computed with each operation's
+    ``compute_output_spec`` (no node is added to the model). Tensors whose
+    shape cannot be computed keep their own."""
+    inputs, _outputs, nodes = graph_of(model)
+    specs = {id(t): keras.KerasTensor(shape, dtype=t.dtype) for t, shape in zip(inputs, input_shapes)}
+    for node in nodes:
+        args, kwargs = node_arguments(node, specs)
+        try:
+            outputs = keras.tree.flatten(node.operation.compute_output_spec(*args, **kwargs))
+        except (TypeError, ValueError, NotImplementedError):
+            break
+        specs.update((id(t), o) for t, o in zip(node.outputs, outputs))
+    return {k: tuple(v.shape) for k, v in specs.items()}
 
 
 def inputs_structure(model):
@@ -133,3 +160,93 @@ def optimizer_slots(optimizer):
                         for v, t in zip(value, tracked))):
             slots[name] = value
     return tracked, slots
+
+
+def copy_layer(layer, keep=()):
+    """A copy of a built layer (sub-layers included) holding fresh variables.
+
+    The copy is made from the layer object itself, not from its config: it
+    keeps the layer's function objects (activations, a ``Lambda``'s function),
+    its other Python state, and the objects in ``keep`` (regularizers,
+    constraints) by identity. Its variables are new ones with the same values,
+    names, regularizers and constraints, so it shares no state with ``layer``;
+    its call history starts empty. Keras's own ``copy``/``pickle`` path goes
+    through the config, which is what this avoids.
+
+    Raises whatever ``copy.deepcopy`` raises on an attribute that cannot be
+    copied (a lock, an open file).
+    """
+    memo = {id(obj): obj for obj in keep}
+    for variable in getattr(layer, "variables", ()):
+        fresh = _fresh_variable(variable)
+        memo[id(variable)] = fresh
+        if hasattr(variable, "_value"):
+            memo[id(variable._value)] = fresh._value
+    return _copy_into(layer, memo)
+
+
+def _fresh_variable(variable):
+    scopes = variable.path.split("/")[:-1]
+    with contextlib.ExitStack() as stack:
+        for scope in scopes:  # the same path as the original
+            stack.enter_context(keras.name_scope(scope))
+        fresh = keras.Variable(
+            keras.ops.convert_to_numpy(variable), dtype=variable.dtype,
+            trainable=variable.trainable, autocast=variable._autocast,
+            aggregation=variable.aggregation, synchronization=variable.synchronization,
+            name=variable.name,
+        )
+    fresh.regularizer = variable.regularizer
+    fresh.constraint = variable.constraint
+    fresh.overwrite_with_gradient = variable.overwrite_with_gradient
+    return fresh
+
+
+def _copy_into(layer, memo):
+    new = type(layer).__new__(type(layer))
+    memo[id(layer)] = new
+    for attr in ("_inbound_nodes", "_outbound_nodes"):
+        if hasattr(layer, attr):
+            memo[id(getattr(layer, attr))] = []
+    for sub in getattr(layer, "_layers", ()):
+        if id(sub) not in memo:
+            _copy_into(sub, memo)
+    # ``Layer.__new__`` wraps ``build`` and ``quantize`` in closures over the
+    # new object: keep those, not the original's, which act on the original.
+    wrappers = {k: v for k, v in vars(new).items() if callable(v)}
+    _keep_shared(layer.__dict__, memo)
+    with DotNotTrackScope():  # the copied containers are filled as they are, not re-tracked
+        new.__dict__.update(copy.deepcopy(layer.__dict__, memo))
+    new.__dict__.update(wrappers)
+    tracker = new.__dict__.get("_tracker")
+    if tracker is not None:
+        tracker.stored_ids = {
+            name: {id(x) for x in store} for name, (_test, store) in tracker.config.items()
+        }
+    return new
+
+
+def _keep_shared(state, memo):
+    """Puts the modules and backend tensors reachable from ``state`` in
+    ``memo`` as themselves: a ``SeedGenerator`` holds the backend module and
+    preprocessing layers a ``DynamicBackend``, which cannot be copied;
+    ``Normalization`` holds its mean as an immutable tensor."""
+    stack, seen = [state], set()
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, _ATOMS) or id(obj) in seen or id(obj) in memo:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, (types.ModuleType, DynamicBackend)) or keras.ops.is_tensor(obj):
+            memo[id(obj)] = obj
+        elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_WALKED):
+            stack.extend(vars(obj).values())
+
+
+# Values ``_keep_shared`` skips: deepcopy copies them or keeps them as they are.
+_ATOMS = (str, bytes, int, float, complex, bool, type(None), types.FunctionType, type)
+_NOT_WALKED = (inspect.Signature, inspect.Parameter)

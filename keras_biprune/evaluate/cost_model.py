@@ -9,6 +9,7 @@ weight entry performs per example (`LayerHandler.macs_per_entry`).
 import dataclasses
 import functools
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -100,6 +101,10 @@ class CostReport(Cost):
             for both, so these overlap and do not sum to the total; divided by
             the group's kept width they give a cost per channel. Computed on
             first access.
+        uncounted: paths of the layers whose MACs could not be counted
+            (their handler has no ``macs_per_entry``): their parameters are
+            in the totals, their MACs are not. `keras_biprune.cost` warns
+            when there are any.
 
     Example:
 
@@ -115,6 +120,7 @@ class CostReport(Cost):
     """
 
     per_layer: dict = dataclasses.field(default_factory=dict)
+    uncounted: tuple = ()
     _graph: ChannelGraph = dataclasses.field(default=None, compare=False)
     _plan: PruningPlan = dataclasses.field(default=None, compare=False)
 
@@ -193,12 +199,24 @@ def cost(model_or_graph, plan=None):
     graph, plan = _resolve(model_or_graph, plan, "cost")
     atom_keep = graph.atom_keep(plan.keep)
     per_layer = {}
+    missing = []
     for record in graph.records:
         costed = _layer_cost(record, atom_keep, plan)
         if costed is not None:
             per_layer[record.path] = costed
+            if _uncounted(record):
+                missing.append(record.path)
     total = sum(per_layer.values(), Cost())
-    return CostReport(*_values(total), per_layer=per_layer, _graph=graph, _plan=plan)
+    if missing:
+        shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+        warnings.warn(
+            f"kb.cost counts the parameters but not the MACs of {len(missing)} layer(s) it has "
+            f"no MAC count for: {shown}. Its MACs are too low by theirs. Register a handler "
+            "with macs_per_entry for their classes (kb.register_handler) to count them.",
+            stacklevel=2,
+        )
+    return CostReport(*_values(total), per_layer=per_layer, uncounted=tuple(missing), _graph=graph,
+                      _plan=plan)
 
 
 def count_params(model_or_graph, plan=None):
@@ -256,7 +274,11 @@ def _weight_counts(record, io):
 
 
 def _layer_cost(record, atom_keep, plan):
-    """The `Cost` of one layer over all its calls, or None if it has no weights."""
+    """The `Cost` of one layer over all its calls, or None if it has no weights.
+
+    A layer whose handler cannot count its MACs costs its parameters and 0 MACs
+    (`uncounted` lists it).
+    """
     dense, sparse = _weight_counts(record, node_io(record, atom_keep, plan))
     if not dense:
         return None
@@ -264,7 +286,7 @@ def _layer_cost(record, atom_keep, plan):
     handler = lookup(op)
     macs = sparse_macs = 0
     for input_shapes, output_shapes in record.calls:
-        uses = handler.macs_per_entry(op, input_shapes, output_shapes)
+        uses = handler.macs_per_entry(op, input_shapes, output_shapes) or ()
         for d, s, n in zip(dense, sparse, uses):
             if n is None and d:
                 raise UnsupportedModelError(
@@ -276,3 +298,8 @@ def _layer_cost(record, atom_keep, plan):
             macs += d * (n or 0)
             sparse_macs += s * (n or 0)
     return Cost(sum(dense), macs, sum(sparse), sparse_macs)
+
+
+def _uncounted(record):
+    """True for a layer whose handler cannot count its MACs."""
+    return any(lookup(record.op).macs_per_entry(record.op, *call) is None for call in record.calls)

@@ -158,17 +158,21 @@ class Tracer:
         for channels in env:
             self.freeze(channels, "model output")
 
-    def _run(self, model, prefix, input_channels):
+    def _run(self, model, prefix, input_channels, input_shapes=None):
+        """Traces ``model``'s nodes. A nested model gets the ``input_shapes`` it
+        is called on: its own inputs may leave sizes unknown (None) that the
+        outer model fixes, and the records carry the known ones."""
         inputs, outputs, nodes = internals.graph_of(model)
         env = {id(t): c for t, c in zip(inputs, input_channels)}
+        shape_of = _shapes(model, inputs, input_shapes)
         for node in nodes:
             op = node.operation
             tensors = internals.node_input_tensors(node)
             ins = [env.get(id(t)) for t in tensors]
             path = prefix + op.name
-            shapes = ([tuple(t.shape) for t in tensors], [tuple(t.shape) for t in node.outputs])
+            shapes = ([shape_of(t) for t in tensors], [shape_of(t) for t in node.outputs])
             if internals.is_graph_model(op):
-                outs = self._run(op, path + "/", ins)
+                outs = self._run(op, path + "/", ins, shapes[0])
             else:
                 outs = self._trace_op(op, path, node, shapes, ins)
             first = self._record_of.get(id(op))
@@ -207,3 +211,11 @@ class Tracer:
                     f"axis {channels.axis} of {path}'s output of shape {t.shape}."
                 )
         return outs
+
+
+def _shapes(model, inputs, input_shapes):
+    """``tensor -> shape`` for a model's tensors when called on ``input_shapes``."""
+    if input_shapes is None or all(tuple(t.shape) == tuple(s) for t, s in zip(inputs, input_shapes)):
+        return lambda t: tuple(t.shape)
+    known = internals.output_shapes(model, input_shapes)
+    return lambda t: known.get(id(t), tuple(t.shape))

@@ -180,9 +180,11 @@ class LayerHandler:
         Returns:
             One count per weight, in ``layer.weights`` order (missing trailing
             ones count 0): an int, or ``None`` where it depends on an unknown
-            dimension. The default counts 0 for every weight (no MACs).
+            dimension; ``()`` for a layer that does no multiply-accumulates
+            (batch norm). The default, None, means the handler cannot count
+            the layer: `keras_biprune.cost` counts its parameters, not its
+            MACs, and warns.
         """
-        return ()
 
     def kernel_columns(self, layer):
         """The layer's output-channel weights as ``(weights per channel, channels)``.

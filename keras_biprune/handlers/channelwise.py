@@ -39,16 +39,38 @@ def _normalizes_channels(layer, x, rank):
 
 
 class SpatialHandler(LayerHandler):
-    """Pooling, padding, cropping and up-sampling: they act on the spatial axes
-    given by ``data_format`` and keep every channel."""
+    """Pooling, padding, cropping, up-sampling and resizing: they act on the
+    spatial axes given by ``data_format`` (channels last for the 1-D layers
+    that have none) and keep every channel."""
 
     rearranges_only = True
 
     def trace(self, layer, inputs, ctx):
         x = inputs[0]
         rank = len(ctx.input_shapes[0])
-        if x is not None and x.axis != channel_axis(layer.data_format, rank):
+        data_format = getattr(layer, "data_format", "channels_last")
+        if x is not None and x.axis != channel_axis(data_format, rank):
             return ctx.opaque(inputs, f"{type(layer).__name__} treats the channel axis as spatial")
+        return [x]
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
+class PadHandler(LayerHandler):
+    """``ops.pad``: keeps every channel when it pads no entry of the channel axis."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        widths = layer.pad_width
+        rank = len(ctx.input_shapes[0])
+        width = widths[0] if len(widths) == 1 else widths[rank + x.axis]
+        if any(width):
+            return ctx.opaque(inputs, f"pads the channel axis by {tuple(width)}")
         return [x]
 
     def sliced_kind(self, layer):
@@ -156,6 +178,9 @@ class PerChannelHandler(LayerHandler):
         keep = io.inputs[0]
         return [w if w.ndim == 0 else take(w, self._axis(w, io), keep) for w in weights]
 
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        return ()  # scales and shifts: no multiply-accumulates by convention
+
     def sliced_kind(self, layer):
         """``"bn"`` for a ``BatchNormalization`` over the last axis."""
         if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (
@@ -176,3 +201,36 @@ class RescalingHandler(PassThroughHandler):
         if np.size(layer.scale) > 1 or np.size(layer.offset) > 1:
             return ctx.opaque(inputs, "Rescaling with per-channel scale or offset")
         return [inputs[0]]
+
+
+class InferenceIdentityHandler(LayerHandler):
+    """The handler of a layer no handler is registered for.
+
+    A weightless layer that returns its input unchanged at inference (a
+    user's ``StochasticDepth`` or drop-path, which only acts while training)
+    passes its channels on; the tracer finds out by calling it once, with
+    ``training=False``, on a random tensor of its input's shape. Any other
+    layer is opaque: its channels are frozen.
+    """
+
+    def trace(self, layer, inputs, ctx):
+        if _identity_at_inference(layer, ctx):
+            return [inputs[0]]
+        return super().trace(layer, inputs, ctx)
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
+def _identity_at_inference(layer, ctx):
+    shapes = ctx.input_shapes
+    if (not isinstance(layer, keras.layers.Layer) or layer.weights or len(shapes) != 1
+            or ctx.output_shapes != shapes or ctx.constants):
+        return False
+    shape = tuple(2 if d is None else d for d in shapes[0])
+    probe = np.random.default_rng(0).standard_normal(shape).astype(keras.config.floatx())
+    try:
+        output = layer(probe, training=False)
+    except Exception:  # noqa: BLE001 - a layer that cannot be probed is opaque
+        return False
+    return np.array_equal(keras.ops.convert_to_numpy(output), probe)

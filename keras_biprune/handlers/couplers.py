@@ -1,4 +1,5 @@
-"""Handlers of layers that combine tensors: element-wise merges and concatenation."""
+"""Handlers of layers that combine tensors (element-wise merges, concatenation)
+and of the split that undoes a concatenation."""
 
 import numpy as np
 
@@ -64,3 +65,28 @@ class ConcatenateHandler(LayerHandler):
 
     def sliced_kind(self, layer):
         return "call"
+
+
+class SplitHandler(LayerHandler):
+    """``ops.split``: along the channel axis each output carries its slice of
+    the input's channels (a CSP block's halves); along another axis every
+    output carries them all. The pruned split cuts at the kept counts."""
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None] * len(ctx.output_shapes)
+        rank = len(ctx.input_shapes[0])
+        if normalize_axis(layer.axis, rank) != x.axis:
+            return [x] * len(ctx.output_shapes)
+        ends = np.cumsum([shape[x.axis] for shape in ctx.output_shapes])
+        return [Channels(x.labels[end - shape[x.axis]:end], x.axis)
+                for end, shape in zip(ends, ctx.output_shapes)]
+
+    def prune_config(self, layer, config, io):
+        if io.output_channels[0] is None or io.output_channels[0] is io.input_channels[0]:
+            return config
+        kept = [len(c) if m is None else int(m.sum())
+                for m, c in zip(io.outputs, io.output_channels)]
+        config["indices_or_sections"] = [int(i) for i in np.cumsum(kept)[:-1]]
+        return config

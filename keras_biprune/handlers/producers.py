@@ -1,4 +1,4 @@
-"""Handlers of layers that make new channels: convolutions and dense layers."""
+"""Handlers of layers that make new channels: convolutions, dense layers, embeddings."""
 
 import keras
 import numpy as np
@@ -233,3 +233,31 @@ class SeparableConvHandler(LayerHandler):
         spread = depthwise.reshape(-1, n_in, multiplier).sum(axis=0)
         pointwise = pointwise.reshape(n_in, multiplier, -1)
         return np.einsum("ck,ckf->cf", spread, pointwise)
+
+
+class EmbeddingHandler(LayerHandler):
+    """``Embedding``: each of its ``output_dim`` channels is a column of its
+    table; a lookup does no multiply-accumulates."""
+
+    def trace(self, layer, inputs, ctx):
+        found = [w.name for w in layer.weights]
+        if found != ["embeddings"]:
+            return ctx.opaque(inputs, f"Embedding has weights {found}, expected ['embeddings'] "
+                                      "(quantized or LoRA layers are not pruned)")
+        for channels in inputs:
+            ctx.freeze(channels, "Embedding reads token ids")
+        return [ctx.new(layer.output_dim)]
+
+    def prune_config(self, layer, config, io):
+        if io.outputs[0] is not None:
+            config["output_dim"] = int(io.outputs[0].sum())
+        return config
+
+    def prune_weights(self, layer, weights, io, take):
+        return [take(weights[0], -1, io.outputs[0])]
+
+    def macs_per_entry(self, layer, input_shapes, output_shapes):
+        return ()
+
+    def kernel_columns(self, layer):
+        return keras.ops.convert_to_numpy(layer.embeddings)

@@ -5,27 +5,31 @@ from keras import layers
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import HandlerError
-from keras_biprune.handlers.base import LayerHandler
 from keras_biprune.handlers.channelwise import (
     GlobalPoolingHandler,
+    InferenceIdentityHandler,
+    PadHandler,
     PassThroughHandler,
     PerChannelHandler,
     RescalingHandler,
     SpatialHandler,
 )
-from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
+from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler, SplitHandler
 from keras_biprune.handlers.producers import (
     ConvHandler,
     ConvTransposeHandler,
     DenseHandler,
     DepthwiseConvHandler,
+    EmbeddingHandler,
     SeparableConvHandler,
 )
 from keras_biprune.handlers.reshaping import (
     ChannelSelectHandler,
+    DepthToSpaceHandler,
     FlattenHandler,
     PermuteHandler,
     ReshapeHandler,
+    SpaceToDepthHandler,
 )
 from keras_biprune.layers import ChannelSelect
 
@@ -35,6 +39,7 @@ _apps = internals.application_layer_classes()
 _BUILTIN = {
     ConvHandler(): [layers.Conv1D, layers.Conv2D, layers.Conv3D],
     DenseHandler(): [layers.Dense],
+    EmbeddingHandler(): [layers.Embedding],
     ConvTransposeHandler(): [layers.Conv1DTranspose, layers.Conv2DTranspose,
                              layers.Conv3DTranspose],
     DepthwiseConvHandler(): [layers.DepthwiseConv1D, layers.DepthwiseConv2D],
@@ -62,7 +67,12 @@ _BUILTIN = {
         layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D,
         layers.Cropping1D, layers.Cropping2D, layers.Cropping3D,
         layers.UpSampling1D, layers.UpSampling2D, layers.UpSampling3D,
+        layers.Resizing, internals.image_ops.Resize,
     ],
+    PadHandler(): [_np.Pad],
+    SplitHandler(): [_np.Split],
+    DepthToSpaceHandler(): [_nn.DepthToSpace],
+    SpaceToDepthHandler(): [_nn.SpaceToDepth],
     GlobalPoolingHandler(): [
         layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
         layers.GlobalAveragePooling3D, layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D,
@@ -80,7 +90,7 @@ _BUILTIN = {
     ChannelSelectHandler(): [ChannelSelect],
 }
 
-_OPAQUE = LayerHandler()
+_OPAQUE = InferenceIdentityHandler()
 
 
 class HandlerRegistry:

@@ -134,3 +134,43 @@ class ChannelSelectHandler(LayerHandler):
             "not reach its consumer. Received: a group to grow through it. Grow the model "
             "before lower-level pruning, or leave the group's width fixed."
         )
+
+
+class _BlockHandler(LayerHandler):
+    """``ops.depth_to_space`` and ``ops.space_to_depth`` in channels last."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        if layer.data_format != "channels_last":
+            return ctx.opaque(inputs, f"{type(layer).__name__} with channels_first")
+        return [self.channels(x, layer.block_size ** 2, ctx)]
+
+    def channels(self, x, blocks, ctx):
+        """The output's channels, for ``blocks`` positions per block."""
+        raise NotImplementedError
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
+class DepthToSpaceHandler(_BlockHandler):
+    """``ops.depth_to_space``: output channel ``c`` gathers input channels
+    ``k·C' + c`` of every block position ``k``, which are tied."""
+
+    def channels(self, x, blocks, ctx):
+        rows = x.labels.reshape(blocks, -1)
+        for row in rows[1:]:
+            ctx.tie(Channels(rows[0], x.axis), Channels(row, x.axis))
+        return Channels(rows[0], x.axis)
+
+
+class SpaceToDepthHandler(_BlockHandler):
+    """``ops.space_to_depth``: the output repeats the input's channels once
+    per block position."""
+
+    def channels(self, x, blocks, ctx):
+        return Channels(np.tile(x.labels, blocks), x.axis)

@@ -1,5 +1,7 @@
 """Layer surgery: rebuild a model as a new model with a plan's channels removed."""
 
+import copy
+
 import keras
 import numpy as np
 
@@ -9,6 +11,7 @@ from keras_biprune.handlers import lookup
 from keras_biprune.handlers.take import Slice, ZeroConsumed
 from keras_biprune.layers import ChannelSelect
 from keras_biprune.plan import checked_plan, kernel_mask, node_io
+from keras_biprune.surgery.layer_copy import SERIALIZATION_ERRORS, carried, recreated
 
 
 class _Rebuilder:
@@ -71,12 +74,27 @@ class _Rebuilder:
         if internals.is_graph_model(op):
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
+        elif self._carries(op):
+            new = carried(op)
         else:
-            config = self.configure(op, op.get_config())
-            with internals.unsafe_deserialization():  # copies the user's live Lambda layers
-                new = type(op).from_config(config)
+            new = recreated(op, lambda config: self.configure(op, config))
         self.new_ops[id(op)] = new
         return new
+
+    def _carries(self, op):
+        """True when ``op`` is copied as it is: the plan leaves every channel axis
+        of it whole, or it has no weights and its handler leaves its config as
+        it is (a pass-through layer on fewer channels)."""
+        io = self._io(self.records[id(op)])
+        if all(m is None or m.all() for m in (*io.inputs, *io.outputs)):
+            return True
+        if getattr(op, "weights", None):
+            return False
+        try:
+            config = op.get_config()
+        except SERIALIZATION_ERRORS:
+            return True  # nothing to patch in a config that cannot be read
+        return _same(self.configure(op, copy.deepcopy(config)), config)
 
     def configure(self, op, config):
         """The new layer's config."""
@@ -121,6 +139,13 @@ class _Rebuilder:
     def new_weights(self, op, new):
         """The weights of ``new``, the copy of ``op``."""
         return self.arrays(op, op.get_weights())
+
+
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except ValueError:  # arrays in a config: compare them as text
+        return repr(a) == repr(b)
 
 
 def _prepare(model, plan):

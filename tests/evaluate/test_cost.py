@@ -1,5 +1,7 @@
 """The analytic cost model: exact counts, slim models, published figures."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -182,3 +184,45 @@ def test_bad_inputs_are_rejected_with_the_fix():
     with pytest.raises(kb.UnsupportedModelError, match="fixed input shape"):
         kb.cost(dynamic)
     assert kb.count_params(dynamic) == dynamic.count_params()
+
+
+class _Gain(keras.layers.Layer):
+    """A custom layer with weights and no handler: its MACs are unknown."""
+
+    def build(self, shape):
+        self.gain = self.add_weight(shape=(shape[-1], shape[-1]), initializer="identity")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.gain)
+
+
+def test_cost_warns_with_the_layers_it_cannot_count():
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = _Gain(name="gain")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.warns(UserWarning, match=r"not the MACs of 1 layer\(s\).*: gain\."):
+        report = kb.cost(model)
+    assert report.uncounted == ("gain",)
+    assert report.params == model.count_params()
+
+
+def test_cost_of_a_model_it_understands_does_not_warn():
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kb.cost(model).uncounted == ()
+
+
+def test_a_nested_model_of_unknown_size_is_costed_from_the_outer_shapes():
+    inner_in = keras.Input((None, None, 4))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(6, 3, padding="same")(inner_in))
+    x = inputs = keras.Input((10, 10, 3))
+    x = inner(keras.layers.Conv2D(4, 3, padding="same")(x))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    report = kb.cost(model)
+    assert report.macs == 10 * 10 * 9 * (3 * 4 + 4 * 6)
+    assert inner.inputs[0].shape == (None, None, None, 4)  # the user's model is not rebuilt

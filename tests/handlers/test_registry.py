@@ -170,3 +170,25 @@ def test_a_registered_layer_gets_criteria_cost_and_the_sliced_engine(registry_sn
                            calibration_size=8, engine=engine).evaluate([plan])[0]
               for engine in ("sliced", "batched")]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-4)
+
+
+def test_one_dimensional_resampling_and_pad_keep_channels():
+    x = inputs = keras.Input((16, 3))
+    x = keras.layers.Conv1D(8, 3, padding="same", name="conv")(x)
+    x = keras.layers.UpSampling1D(2)(x)
+    x = keras.layers.Cropping1D((1, 1))(x)
+    x = keras.ops.pad(x, ((0, 0), (2, 2), (0, 0)))
+    x = keras.layers.Conv1D(4, 3)(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(x)))
+    graph = kb.trace(model)
+    assert graph.group("conv").prunable
+    assert_equivalent(model, kb.PruningPlan.random(graph, ratio=0.5, seed=0),
+                      np.random.default_rng(0).standard_normal((2, 16, 3)).astype("float32"))
+
+
+def test_padding_the_channel_axis_freezes_the_channels():
+    x = inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    x = keras.ops.pad(x, ((0, 0), (0, 0), (0, 0), (1, 1)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    assert "pads the channel axis by (1, 1)" in kb.trace(model).group("conv").reason
