@@ -230,3 +230,4 @@ def test_defaults_table_matches_the_python_signatures():
             assert default == value, (method, key)
     assert set(_defaults.CRITERIA) == set(registry.TABLE)
     assert set(_defaults.METHODS) == set(kb.pruner.METHODS)
+    assert _defaults.RUNTIMES == kb.evaluate.runtimes.RUNTIMES
