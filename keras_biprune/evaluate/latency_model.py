@@ -7,9 +7,12 @@ alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
 whose input and output widths are free). A plan's latency is the sum of its
-blocks' plus the runtime's fixed per-call overhead, measured once. Tables
-are cached on disk, keyed by the model's signature and input shapes, the
-runtime, the batch size and the machine.
+blocks' plus a fixed per-call cost. Both are calibrated on the whole model,
+timed once: what the unpruned model spends beyond the sum of its blocks
+(dispatch of operations within one call) is fixed cost; when the blocks
+alone sum to more than it (each timed call pays for moving its own output),
+they are scaled down to it. Tables are cached on disk, keyed by the model's
+signature and input shapes, the runtime, the batch size and the machine.
 """
 
 import hashlib
@@ -34,7 +37,7 @@ from keras_biprune.plan.steps import group_step
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2
 _FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
 
 
@@ -52,7 +55,8 @@ class LatencyModel:
             for every block of `blocks` (``"in"``/``"out"`` may be empty; ``"ms"``
             has one row per input width and one column per output width, with
             the overhead already taken out).
-        overhead_ms: the runtime's fixed cost of one call.
+        overhead_ms: the fixed cost of one call of the model.
+        scale: the factor block latencies are multiplied by (at most 1).
         seconds: how long measuring the tables took.
         graph: ``kb.trace(model)``, when the caller has it.
 
@@ -69,13 +73,15 @@ class LatencyModel:
     ```
     """
 
-    def __init__(self, model, runtime, batch_size, tables, overhead_ms, seconds=0.0, graph=None):
+    def __init__(self, model, runtime, batch_size, tables, overhead_ms, scale=1.0, seconds=0.0,
+                 graph=None):
         self.model = model
         self.graph = trace(model) if graph is None else graph
         self.runtime = runtime
         self.batch_size = batch_size
         self.tables = tables
         self.overhead_ms = float(overhead_ms)
+        self.scale = float(scale)
         self.seconds = float(seconds)
         self.blocks = blocks(model, self.graph)
         missing = sorted({b.name for b in self.blocks} - set(tables))
@@ -147,7 +153,7 @@ class LatencyModel:
             stored = json.loads(path.read_text())
             if stored.get("key") == key:
                 return cls(model, runtime, batch_size, stored["tables"], stored["overhead_ms"],
-                           stored["seconds"], graph)
+                           stored["scale"], stored["seconds"], graph)
         if timer is None:
             def timer(sub_model):
                 return paired([forward_call(sub_model, runtime, batch_size)])[0]
@@ -162,11 +168,15 @@ class LatencyModel:
                                         _FALLBACK_WIDTHS if spent else max_widths,
                                         measured, timer, overhead)
             progress.update(i + 1, {"timings": len(measured)})
-        latency = cls(model, runtime, batch_size, tables, overhead,
+        blocks_ms = cls(model, runtime, batch_size, tables, 0.0, graph=graph).predict()
+        whole = timer(model)
+        fixed = max(overhead, whole - blocks_ms)
+        scale = min(1.0, (whole - fixed) / blocks_ms) if blocks_ms > 0 else 1.0
+        latency = cls(model, runtime, batch_size, tables, fixed, scale,
                       time.perf_counter() - started, graph)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "tables": tables, "overhead_ms": overhead,
-                                    "seconds": latency.seconds}))
+        path.write_text(json.dumps({"key": key, "tables": tables, "overhead_ms": fixed,
+                                    "scale": scale, "seconds": latency.seconds}))
         logger.info("Latency tables of %r on %s built in %.0f s (%d timings), cached in %s",
                     graph.model_name, runtime, latency.seconds, len(measured), path)
         return latency
@@ -175,7 +185,7 @@ class LatencyModel:
         """Predicted milliseconds of one call of the model pruned by ``plan`` (None: unpruned)."""
         plan = PruningPlan.keep_all(self.graph) if plan is None else plan
         atom_keep = self.graph.atom_keep(plan.keep)
-        total = self.overhead_ms
+        total = 0.0
         for block in self.blocks:
             table = self.tables[block.name]
             ms = np.asarray(table["ms"], dtype="float64")
@@ -188,7 +198,7 @@ class LatencyModel:
             if table["out"]:
                 ms = np.interp(_width(block.outputs, atom_keep), table["out"], ms)
             total += float(np.asarray(ms).reshape(-1)[0])
-        return total
+        return self.overhead_ms + self.scale * total
 
     def ratio(self, plan):
         """The predicted latency of ``plan`` as a share of the unpruned model's."""

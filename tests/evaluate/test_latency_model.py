@@ -105,3 +105,20 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SearchError, match=r"max_widths=1"):
         _build(zoo.plain_chain(), tmp_path, max_widths=1)
 
+
+
+@pytest.mark.parametrize("extra, factor", [(2.0, 1.0), (0.0, 0.5)])
+def test_the_fixed_cost_and_scale_are_calibrated_on_the_whole_model(extra, factor, tmp_path):
+    model = zoo.residual()
+
+    def timer(sub_model):                       # the whole model costs more, or less, than
+        if sub_model is model:                  # the sum of its blocks timed alone
+            return OVERHEAD + extra + factor * kb.cost(sub_model).macs / 1e6
+        return OVERHEAD + kb.cost(sub_model).macs / 1e6
+
+    latency = _build(model, tmp_path, timer)
+    assert latency.predict() == pytest.approx(timer(model), rel=1e-9)
+    assert (latency.overhead_ms, latency.scale) == pytest.approx((OVERHEAD + extra, factor))
+    plan = kb.PruningPlan.random(latency.graph, ratio=0.5, seed=0)
+    expected = OVERHEAD + extra + factor * kb.cost(latency.graph, plan).macs / 1e6
+    assert latency.predict(plan) == pytest.approx(expected, rel=1e-9)
