@@ -750,6 +750,8 @@ class BiLevelPruner(Estimator):
             params["criteria"] = criteria_module.serialize(params["criteria"])
         if hasattr(params["racing"], "get_config"):
             params["racing"] = params["racing"].get_config()
+        if isinstance(params["runtime"], LatencyModel):      # its tables are in the cache
+            params["runtime"] = params["runtime"].runtime
         self.model.save(os.path.join(directory, "original.keras"))
         self.pruned_model_.save(os.path.join(directory, "pruned.keras"))
         save_report({"format": _FORMAT, "params": params, "plan": self.plan_.get_config(),

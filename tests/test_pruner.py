@@ -365,7 +365,7 @@ def latency_model(trained, tmp_path_factory):
 
 
 def test_a_latency_target_is_met_as_predicted_and_checked_by_timing(trained, digits,
-                                                                    latency_model):
+                                                                    latency_model, tmp_path):
     (x, y), validation = digits
     pruner = _pruner(trained, target_flops=None, target_latency=0.6, runtime=latency_model)
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
@@ -377,6 +377,9 @@ def test_a_latency_target_is_met_as_predicted_and_checked_by_timing(trained, dig
     assert pruner.report_["target_latency"] == 0.6
     text = pruner.summary(print_fn=lambda _: None)
     assert f"latency (tf, batch 1): predicted {latency['predicted']:.1%}, measured" in text
+    pruner.save(tmp_path / "saved")
+    loaded = kb.BiLevelPruner.load(tmp_path / "saved")
+    assert (loaded.runtime, loaded.report_["latency"]) == ("tf", latency)
 
 
 def test_flops_and_latency_targets_both_hold(trained, digits, latency_model):
