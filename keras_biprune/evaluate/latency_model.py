@@ -319,10 +319,11 @@ def _table(graph, block, round_to, max_widths, measured, timer, overhead):
     for row in rows:
         ms.append([])
         for col in cols:
-            sub_model, key = _sub_model(graph, block, _atom_keep(graph, row | col))
+            key, build = _sub_model(graph, block, _atom_keep(graph, row | col))
             if key not in measured:
-                measured[key] = max(0.0, timer(sub_model) - overhead)
+                measured[key] = max(0.0, timer(build()) - overhead)
             ms[-1].append(measured[key])
+
     def widths(levels, channels):
         return [] if levels == [{}] else [_width(channels, _atom_keep(graph, level))
                                           for level in levels]
@@ -344,30 +345,36 @@ def _width(channels, atom_keep, read=None):
 
 
 def _sub_model(graph, block, atom_keep):
-    """``(model, key)``: the block alone at the widths of ``atom_keep``; equal keys, equal
-    models (up to names and weights)."""
+    """``(key, build)``: the block alone at the widths of ``atom_keep``, as a key (equal keys,
+    equal models up to names and weights) and a function that builds it."""
     plan = PruningPlan.keep_all(graph)
-    first = block.nodes[0]
-    tensor_map, inputs, key = {}, [], []
-    for t, channels in zip(internals.node_input_tensors(first), block.records[0].inputs):
+    shapes = []
+    for t, channels in zip(internals.node_input_tensors(block.nodes[0]), block.records[0].inputs):
         shape = list(t.shape)
         if channels is not None:
             shape[channels.axis] = _width(channels, atom_keep)
-        tensor_map[id(t)] = keras.Input(batch_shape=(None, *shape[1:]), dtype=t.dtype)
-        inputs.append(tensor_map[id(t)])
-        key.append(shape[1:])
-    for node, record in zip(block.nodes, block.records):
-        op = node.operation
-        config = lookup(op).prune_config(op, op.get_config(), node_io(record, atom_keep, plan))
-        key.append([type(op).__name__, {k: v for k, v in config.items() if k != "name"}])
-        with internals.unsafe_deserialization():
-            new = type(op).from_config(config)
-        args, kwargs = internals.node_arguments(node, tensor_map)
-        for t, out in zip(node.outputs, keras.tree.flatten(new(*args, **kwargs))):
-            tensor_map[id(t)] = out
-    outputs = [tensor_map[id(t)] for t in block.nodes[-1].outputs]
-    model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs)
-    return model, json.dumps(key, sort_keys=True, default=str)
+        shapes.append((t, shape[1:]))
+    configs = [lookup(node.operation).prune_config(node.operation, node.operation.get_config(),
+                                                   node_io(record, atom_keep, plan))
+               for node, record in zip(block.nodes, block.records)]
+    key = [[shape for _, shape in shapes],
+           [[type(n.operation).__name__, {k: v for k, v in c.items() if k != "name"}]
+            for n, c in zip(block.nodes, configs)]]
+
+    def build():
+        tensor_map = {id(t): keras.Input(batch_shape=(None, *shape), dtype=t.dtype)
+                      for t, shape in shapes}
+        inputs = list(tensor_map.values())
+        for node, config in zip(block.nodes, configs):
+            with internals.unsafe_deserialization():
+                new = type(node.operation).from_config(config)
+            args, kwargs = internals.node_arguments(node, tensor_map)
+            for t, out in zip(node.outputs, keras.tree.flatten(new(*args, **kwargs))):
+                tensor_map[id(t)] = out
+        outputs = [tensor_map[id(t)] for t in block.nodes[-1].outputs]
+        return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs)
+
+    return json.dumps(key, sort_keys=True, default=str), build
 
 
 def _empty_model():
