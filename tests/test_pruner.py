@@ -382,10 +382,13 @@ def test_a_latency_target_is_met_as_predicted_and_checked_by_timing(trained, dig
     assert (loaded.runtime, loaded.report_["latency"]) == ("tf", latency)
 
 
-def test_flops_and_latency_targets_both_hold(trained, digits, latency_model):
+@pytest.mark.parametrize("method", ["bilevel", "nsga2"])
+def test_flops_and_latency_targets_both_hold(trained, digits, latency_model, method):
     (x, y), _ = digits
-    pruner = _pruner(trained, target_flops=0.4, target_latency=0.8, runtime=latency_model)
+    pruner = _pruner(trained, method=method, target_flops=0.4, target_latency=0.8,
+                     runtime=latency_model)
     pruner.search(x, y)
+    assert pruner.pareto_front_.measure == "latency"
     flops = kb.cost(trained, pruner.plan_).macs / kb.cost(trained).macs
     assert flops <= 0.4 and latency_model.ratio(pruner.plan_) <= 0.8
     assert "latency" not in pruner.report_                      # timed after fit only
