@@ -162,6 +162,8 @@ class BiLevelPruner(Estimator):
         candidates_: ``"nsga2"``: dicts with plan, model, history, score.
         report_: a dict of the figures ``summary`` prints.
         evaluator_: the `Evaluator` used by the search.
+        latency_model_: with ``target_latency``, the
+            `keras_biprune.evaluate.LatencyModel` the search was repaired by.
 
     Example:
 
@@ -228,7 +230,7 @@ class BiLevelPruner(Estimator):
                 "Without target_flops the bi-level search looks for the smallest plan within "
                 "max_accuracy_drop, so it needs method='bilevel' and a max_accuracy_drop. "
                 f"Received: target_flops=None, method={self.method!r}, max_accuracy_drop="
-                f"{self.max_accuracy_drop!r}. Give target_flops (e.g. 0.5)."
+                f"{self.max_accuracy_drop!r}. Give target_flops (e.g. 0.5) or target_latency."
             )
         if self._main_target()[0] is None and self.criteria == "blend":
             raise SearchError(
