@@ -1,31 +1,12 @@
 """Latency of a pruned model against its unpruned one, timed call by call in turn.
 
-Imports nothing heavy at module level: `paired` times any calls, `timers`
-builds TensorFlow and TFLite ones.
+Imports nothing heavy at module level: `timers` builds TensorFlow and
+TFLite calls, `against` times them in turn (`keras_biprune.evaluate.runtimes.paired`).
 """
 
 import os
-import time
 
 import numpy as np
-
-
-def paired(calls, rounds, runs):
-    """Median ms of each call, timed in turn (a, b, a, b, …) ``rounds`` × ``runs`` times.
-
-    Alternating call by call gives both models the same share of whatever
-    else the machine is doing, so their ratio holds on a busy machine.
-    """
-    for call in calls:
-        for _ in range(3):
-            call()
-    times = [[] for _ in calls]
-    for _ in range(rounds * runs):
-        for t, call in zip(times, calls):
-            start = time.perf_counter()
-            call()
-            t.append(time.perf_counter() - start)
-    return [1000 * float(np.median(t)) for t in times]
 
 
 def timers(model, batch):
@@ -44,6 +25,8 @@ def timers(model, batch):
 
 def against(unpruned, slim, rounds, runs):
     """``{engine_bB: [unpruned ms, pruned ms]}`` for ``unpruned = {batch: timers(model, batch)}``."""
+    from keras_biprune.evaluate.runtimes import paired
+
     out = {}
     for batch, base in unpruned.items():
         for engine, call in timers(slim, batch).items():

@@ -10,6 +10,9 @@ signatures of `keras_biprune.BiLevelPruner`,
 PRUNER = {
     "method": "bilevel",
     "target_flops": 0.5,
+    "target_latency": None,
+    "runtime": "tflite",
+    "latency_batch_size": 1,
     "max_accuracy_drop": 0.01,
     "channel_granularity": "layer",
     "round_to": 8,
@@ -56,3 +59,5 @@ DEMO_PRESETS = {   # (training steps, search settings); the pruner's default rec
 }
 """``keras-biprune demo --preset``: training steps of the demo's model and the search's settings."""
 DEMO_DATA = ("auto", "digits", "fashion_mnist")
+RUNTIMES = ("tf", "tflite")
+"""Runtimes ``--runtime`` takes (`keras_biprune.evaluate.runtimes.RUNTIMES`)."""

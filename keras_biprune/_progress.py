@@ -27,11 +27,12 @@ class Progress:
     scored while one is under way, from the first candidate on (redrawn in
     place on a terminal; elsewhere a line at the first candidate, then at
     most one every `TICK_SECONDS` since the last line). ``verbose=2`` prints plain lines on a
-    terminal too.
+    terminal too. ``unit`` names what is counted (``"block 3/12"``).
     """
 
-    def __init__(self, generations, verbose, keys, start=0):
+    def __init__(self, generations, verbose, keys, start=0, unit="generation"):
         self.keys = keys
+        self.unit = unit
         self.target = generations
         self.verbose = verbose
         self.done = start
@@ -45,7 +46,7 @@ class Progress:
     def line(self, generation, record):
         """The text of one update: ``generation 3/6 - 12s - best: 0.8125 - evaluations: 28``."""
         digits = len(str(self.target))
-        parts = [f"generation {generation:>{digits}}/{self.target}", f"{self.elapsed():.0f}s"]
+        parts = [f"{self.unit} {generation:>{digits}}/{self.target}", f"{self.elapsed():.0f}s"]
         parts += [f"{k}: {format_value(record[k])}" for k in self.keys if k in record]
         return " - ".join(parts)
 

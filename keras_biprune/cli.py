@@ -231,7 +231,8 @@ def prune(args):
     search = {k: v for k, v in search.items() if v is not None}
     pruner = kb.BiLevelPruner(
         model, method=args.method, target_flops=args.target_flops,
-        max_accuracy_drop=args.max_accuracy_drop, channel_granularity=args.granularity,
+        target_latency=args.target_latency, runtime=args.runtime,
+        latency_batch_size=args.latency_batch_size, max_accuracy_drop=args.max_accuracy_drop, channel_granularity=args.granularity,
         round_to=args.round_to, criteria=args.criteria, search_kwargs=search or None,
         finalists=args.finalists, steps=args.steps, random_state=args.seed,
         verbose=args.verbose)
@@ -318,10 +319,22 @@ def build_parser():
                    help="export directory, new or empty (or pass --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files of an earlier export in --out")
-    p.add_argument("--target-flops", type=_number(float, 0, 1, low_open=True),
+    p.add_argument("--target-flops", type=_number(float, 0, 1, low_open=True, none=True),
                    default=pruner["target_flops"], metavar="R",
-                   help="share of the FLOPs to keep, in (0, 1] "
+                   help="share of the FLOPs to keep, in (0, 1], or none (with "
+                        "--target-latency: the latency budget alone) "
                         + _default(pruner["target_flops"]))
+    p.add_argument("--target-latency", type=_number(float, 0, 1, low_open=True, none=True),
+                   default=pruner["target_latency"], metavar="R",
+                   help="share of the latency to keep on --runtime at --latency-batch-size, "
+                        "predicted by latency tables measured on this machine (cached) "
+                        + _default(pruner["target_latency"]))
+    p.add_argument("--runtime", choices=_defaults.RUNTIMES, default=pruner["runtime"],
+                   help="what --target-latency is measured on " + _default(pruner["runtime"]))
+    p.add_argument("--latency-batch-size", type=_number(int, 1),
+                   default=pruner["latency_batch_size"], metavar="N",
+                   help="samples per call of --target-latency "
+                        + _default(pruner["latency_batch_size"]))
     p.add_argument("--method", choices=_defaults.METHODS, default=pruner["method"],
                    help="bi-level co-evolution, or the one-shot NSGA-II search "
                         + _default(pruner["method"]))

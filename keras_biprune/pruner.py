@@ -17,7 +17,8 @@ from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
 from keras_biprune._validate import check_choice, check_int, check_model, check_number
 from keras_biprune.errors import BiPruneError, SearchError
-from keras_biprune.evaluate import Evaluator, cost
+from keras_biprune.evaluate import Evaluator, LatencyModel, cost
+from keras_biprune.evaluate.runtimes import check_runtime, forward_call, paired
 from keras_biprune.graph import trace
 from keras_biprune.plan import compose
 from keras_biprune.report import format_report
@@ -82,6 +83,18 @@ class BiLevelPruner(Estimator):
         target_flops: the share of the model's FLOPs to keep, in (0, 1], or
             None (``"bilevel"`` with ``max_accuracy_drop``: the smallest plan
             within it).
+        target_latency: the share of the model's latency to keep on
+            ``runtime`` at ``latency_batch_size``, in (0, 1], or None. Plans
+            are repaired to it as predicted by a
+            `keras_biprune.evaluate.LatencyModel` of the runtime on this
+            machine (built once, cached on disk); with ``target_flops`` too,
+            a plan meets both. After the search the pruned model is timed
+            against the original: ``report_["latency"]`` holds the predicted
+            and measured ratios.
+        runtime: what ``target_latency`` is measured on: ``"tflite"`` (float
+            TFLite, XNNPACK), ``"tf"`` (a compiled TensorFlow call), or a
+            `keras_biprune.evaluate.LatencyModel` already built for the model.
+        latency_batch_size: samples per call of the latency target.
         max_accuracy_drop: the accuracy drop allowed after recovery (metric
             units; 0.01 is one point), checked with a warning; or None.
         channel_granularity: ``"layer"`` (inputs removed per layer) or
@@ -150,6 +163,8 @@ class BiLevelPruner(Estimator):
         candidates_: ``"nsga2"``: dicts with plan, model, history, score.
         report_: a dict of the figures ``summary`` prints.
         evaluator_: the `Evaluator` used by the search.
+        latency_model_: with ``target_latency``, the
+            `keras_biprune.evaluate.LatencyModel` the search was repaired by.
 
     Example:
 
@@ -162,7 +177,8 @@ class BiLevelPruner(Estimator):
     ```
     """
 
-    def __init__(self, model, method="bilevel", target_flops=0.5, max_accuracy_drop=0.01,
+    def __init__(self, model, method="bilevel", target_flops=0.5, target_latency=None,
+                 runtime="tflite", latency_batch_size=1, max_accuracy_drop=0.01,
                  channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
                  racing=None, search_kwargs=None, n_select=3, finalists=1, finalist_steps=100,
@@ -172,6 +188,9 @@ class BiLevelPruner(Estimator):
         self.model = model
         self.method = method
         self.target_flops = target_flops
+        self.target_latency = target_latency
+        self.runtime = runtime
+        self.latency_batch_size = latency_batch_size
         self.max_accuracy_drop = max_accuracy_drop
         self.channel_granularity = channel_granularity
         self.round_to = round_to
@@ -202,22 +221,27 @@ class BiLevelPruner(Estimator):
         check_model(self.model, "BiLevelPruner")
         check_choice("method", self.method, METHODS, SearchError)
         t = self.target_flops
-        if t is None and (self.method != "bilevel" or self.max_accuracy_drop is None):
+        if self._main_target()[0] is None and (self.method != "bilevel"
+                                          or self.max_accuracy_drop is None):
             raise SearchError(
                 "Without target_flops the bi-level search looks for the smallest plan within "
                 "max_accuracy_drop, so it needs method='bilevel' and a max_accuracy_drop. "
                 f"Received: target_flops=None, method={self.method!r}, max_accuracy_drop="
-                f"{self.max_accuracy_drop!r}. Give target_flops (e.g. 0.5)."
+                f"{self.max_accuracy_drop!r}. Give target_flops (e.g. 0.5) or target_latency."
             )
-        if t is None and self.criteria == "blend":
+        if self._main_target()[0] is None and self.criteria == "blend":
             raise SearchError(
                 "criteria='blend' calibrates its blend at the FLOPs target, so it needs one. "
                 "Received: target_flops=None. Give target_flops (e.g. 0.5) or another criterion."
             )
-        if t is not None:
-            check_number("target_flops", t, SearchError, 0, 1, open_low=True,
-                         fix="target_flops is the share of FLOPs to keep: use e.g. 0.5 to "
-                             "halve them.")
+        for name, value in (("target_flops", t), ("target_latency", self.target_latency)):
+            if value is not None:
+                what = name[7:].replace("flops", "FLOPs")
+                check_number(name, value, SearchError, 0, 1, open_low=True,
+                             fix=f"{name} is the share of {what} to keep: use e.g. 0.5 to "
+                                 "halve it.")
+        if self.target_latency is not None:
+            self._check_latency_settings()
         check_int("steps", self.steps, 1, SearchError,
                   expected="the number of pruning stages, an int >= 1",
                   fix="Use 1 for one-shot pruning, e.g. 3 for three stages.")
@@ -272,9 +296,7 @@ class BiLevelPruner(Estimator):
         if self.steps > 1:
             self._prune_in_stages(x_train, y_train, search_data, distill, fit_kwargs, phases)
         else:
-            phases.start("search", f"{self.method}, " + (
-                f"at most {self.target_flops:.0%} of the FLOPs" if self.target_flops is not None
-                else f"the fewest FLOPs within {self.max_accuracy_drop} of the accuracy"))
+            phases.start("search", f"{self.method}, {self._budget_text()}")
             self.search(search_data=search_data)
         recovery = (f"up to {fit_kwargs['epochs']} epoch(s)"
                     + (", distilled from the original" if self._distills(distill) else ""))
@@ -287,12 +309,14 @@ class BiLevelPruner(Estimator):
             history = self.finetune(x_train, y_train, validation_data=validation_data,
                                     distill=distill, callbacks=callbacks, **fit_kwargs)
             self._check_accuracy(validation_data, search_data)
+            self._check_latency()
             phases.done()
             return history
-        pool = [s for s in self.pareto_front_ if s.cost <= self.target_flops]
+        target, measure = self._main_target()
+        pool = [s for s in self.pareto_front_ if s.cost <= target]
         if not pool:
             raise SearchError(
-                f"No plan on the NSGA-II front keeps at most {self.target_flops} of the FLOPs. "
+                f"No plan on the NSGA-II front keeps at most {target} of the {measure}. "
                 f"Received: a front with costs {np.round(self.pareto_front_.costs, 3).tolist()}."
                 " Raise max_prune_ratio or generations in search_kwargs, or the target."
             )
@@ -314,6 +338,7 @@ class BiLevelPruner(Estimator):
         self.plan_, self.pruned_model_, self.history_ = best["plan"], best["model"], best["history"]
         self._fill_report(validation_data)
         self._check_accuracy(validation_data, search_data)
+        self._check_latency()
         phases.done()
         return self.history_
 
@@ -348,20 +373,30 @@ class BiLevelPruner(Estimator):
                                     calibration_size=self.calibration_size,
                                     adaptive_bn=self.adaptive_bn, racing=self.racing,
                                     random_state=self.random_state)
+        main, measure = self._main_target(target)
         criterion = self.criteria
         if criterion == "blend":
             criterion = search_module.calibrate_blend(
-                self.evaluator_, model, keep=math.sqrt(target),
+                self.evaluator_, model, keep=math.sqrt(main),
                 random_state=self.random_state, verbose=self.verbose)
         settings = {"criterion": criterion, "round_to": self.round_to,
                     "random_state": self.random_state,
                     "checkpoint_dir": self.checkpoint_dir, "verbose": self.verbose}
+        if self.target_latency is not None:
+            self.latency_model_ = (self.runtime if isinstance(self.runtime, LatencyModel) else
+                                   LatencyModel.build(model, self.runtime,
+                                                      self.latency_batch_size,
+                                                      round_to=self.round_to,
+                                                      graph=self.evaluator_.graph,
+                                                      verbose=self.verbose))
+            settings |= {"measure": "latency", "latency_model": self.latency_model_,
+                         "extra_targets": None if target is None else {"flops": target}}
         if self.method == "bilevel":
-            # With a FLOPs target every plan is fitted to it, so the search ranks plans by
+            # With a cost target every plan is fitted to it, so the search ranks plans by
             # their accuracy; max_accuracy_drop is checked after recovery (_check_accuracy).
-            epsilon = self.max_accuracy_drop if target is None else None
+            epsilon = self.max_accuracy_drop if main is None else None
             search = search_module.BiLevelSearch(
-                self.evaluator_, target=target, max_accuracy_drop=epsilon,
+                self.evaluator_, target=main, max_accuracy_drop=epsilon,
                 channel_granularity=self.channel_granularity, **settings,
                 **(self.search_kwargs or {}))
         else:
@@ -369,11 +404,11 @@ class BiLevelPruner(Estimator):
                 self.evaluator_, **({"max_accuracy_drop": 1.0} | settings
                                     | (self.search_kwargs or {})))
         result = search.run()
-        self._search, self._target = search, target
-        if target is not None and self.method == "bilevel" and result.best.cost > target + 1e-9:
+        self._search, self._target = search, main
+        if main is not None and self.method == "bilevel" and result.best.cost > main + 1e-9:
             raise SearchError(
-                f"No plan keeps at most {target:.3f} of the FLOPs: the smallest the search "
-                f"reached keeps {result.best.cost:.3f}. Raise target_flops, or pass "
+                f"No plan keeps at most {main:.3f} of the {measure}: the smallest the search "
+                f"reached keeps {result.best.cost:.3f}. Raise target_{measure}, or pass "
                 "search_kwargs={'upper_slack': 0} so the upper level alone meets it."
             )
         self.search_result_ = result
@@ -534,6 +569,58 @@ class BiLevelPruner(Estimator):
                                                   self.search_result_.ranked[:len(plans)]]}
         return plans[alive[0]]
 
+    # ------------------------------------------------------------ latency
+    def _main_target(self, flops_target="own"):
+        """``(target, measure)`` the search is repaired to: the latency's when there is one,
+        else ``flops_target`` (default ``target_flops``)."""
+        if self.target_latency is not None:
+            return self.target_latency, "latency"
+        return (self.target_flops if flops_target == "own" else flops_target), "flops"
+
+    def _budget_text(self):
+        """``at most 50% of the latency (tflite, batch 1) and at most 60% of the FLOPs``."""
+        parts = []
+        if self.target_latency is not None:
+            runtime = getattr(self.runtime, "runtime", self.runtime)
+            parts.append(f"at most {self.target_latency:.0%} of the latency ({runtime}, batch "
+                         f"{getattr(self.runtime, 'batch_size', self.latency_batch_size)})")
+        if self.target_flops is not None:
+            parts.append(f"at most {self.target_flops:.0%} of the FLOPs")
+        return " and ".join(parts) or (f"the fewest FLOPs within {self.max_accuracy_drop} of "
+                                       "the accuracy")
+
+    def _check_latency_settings(self):
+        if not isinstance(self.runtime, LatencyModel):
+            check_runtime(self.runtime)
+        check_int("latency_batch_size", self.latency_batch_size, 1, SearchError)
+        if self.steps > 1:
+            raise SearchError(
+                "Pruning in stages (steps > 1) splits the FLOPs target between stages; a "
+                f"latency target is not split. Received: steps={self.steps}, target_latency="
+                f"{self.target_latency!r}. Use steps=1 with target_latency."
+            )
+
+    def _check_latency(self):
+        """Times the pruned model against the original, call by call in turn, on the runtime of
+        the latency target; ``report_["latency"]`` gets the predicted and measured ratios."""
+        if self.target_latency is None:
+            return
+        model = self.latency_model_
+        original, pruned = paired([forward_call(m, model.runtime, model.batch_size)
+                                   for m in (self.model, self.pruned_model_)], rounds=5, runs=10)
+        self.report_["latency"] = {
+            "runtime": model.runtime, "batch_size": model.batch_size,
+            "target": self.target_latency, "predicted": model.ratio(self.plan_),
+            "measured": pruned / original, "original_ms": original, "pruned_ms": pruned,
+            "table_seconds": model.seconds}
+        if pruned / original > 1.1 * self.target_latency:
+            logger.warning(
+                "target_latency=%s: the pruned model was predicted at %.3f of the original's "
+                "latency on %s (batch %d) but measured at %.3f. Timings on a busy machine are "
+                "noisy; rebuild the latency tables (delete the cache) on an idle machine.",
+                self.target_latency, self.report_["latency"]["predicted"], model.runtime,
+                model.batch_size, pruned / original)
+
     # ------------------------------------------------------------ reporting
     def _graph(self):
         if getattr(self, "_traced", (None, None))[0] is not self.model:
@@ -567,6 +654,7 @@ class BiLevelPruner(Estimator):
             "macs": {"original": full.macs, "pruned": slim.macs, "pruned_sparse": slim.sparse_macs},
             "flops_kept": slim.macs / full.macs, "sparse_flops_kept": slim.sparse_macs / full.macs,
             "target_flops": self.target_flops,
+            "target_latency": self.target_latency,
             "widths": {g.id: [g.size, len(self.plan_.keep.get(g.id, range(g.size)))]
                        for g in graph.prunable_groups},
         })
@@ -597,7 +685,7 @@ class BiLevelPruner(Estimator):
         kept = self.report_.get("sparse_flops_kept" if self.plan_.kernels else "flops_kept")
         finetuned = (kept, pruned[self.metric]) if self.metric in pruned and kept else None
         settings = {"metric": self.metric if isinstance(self.metric, str) else None,
-                    "target": self.target_flops, "finetuned": finetuned}
+                    "target": self._main_target()[0], "finetuned": finetuned}
         return plotting.plot_pareto_front(self.pareto_front_,
                                           baseline=self.report_["search"]["baseline_score"],
                                           chosen=chosen, **(settings | kwargs))
@@ -655,6 +743,8 @@ class BiLevelPruner(Estimator):
             params["criteria"] = criteria_module.serialize(params["criteria"])
         if hasattr(params["racing"], "get_config"):
             params["racing"] = params["racing"].get_config()
+        if isinstance(params["runtime"], LatencyModel):      # its tables are in the cache
+            params["runtime"] = params["runtime"].runtime
         self.model.save(os.path.join(directory, "original.keras"))
         self.pruned_model_.save(os.path.join(directory, "pruned.keras"))
         save_report({"format": _FORMAT, "params": params, "plan": self.plan_.get_config(),
@@ -714,7 +804,9 @@ class BiLevelPruner(Estimator):
 
 
 # Search arguments the pruner sets from its own: {search argument: pruner argument}.
-_OWN_SEARCH_ARGS = {"target": "target_flops", "channel_granularity": "channel_granularity",
+_OWN_SEARCH_ARGS = {"target": "target_flops", "measure": "target_latency",
+                    "latency_model": "runtime", "extra_targets": "target_flops",
+                    "channel_granularity": "channel_granularity",
                     "criterion": "criteria", "round_to": "round_to",
                     "random_state": "random_state", "checkpoint_dir": "checkpoint_dir",
                     "verbose": "verbose"}

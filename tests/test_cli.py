@@ -108,9 +108,11 @@ def test_every_prune_flag_shows_its_default(saved):
     for flag in ("--target-flops R", "--method", "--max-accuracy-drop D", "--granularity",
                  "--round-to N", "--criteria NAME", "--generations N", "--population N",
                  "--max-evaluations N", "--epochs N", "--batch-size N", "--distill",
-                 "--steps K", "--seed N", "--verbose"):
+                 "--steps K", "--seed N", "--verbose", "--target-latency R", "--runtime",
+                 "--latency-batch-size N"):
         assert flag in text
-    assert "share of the FLOPs to keep, in (0, 1] (default: 0.5)" in text
+    assert "share of the FLOPs to keep, in (0, 1], or none" in text and "(default: 0.5)" in text
+    assert "(default: None)" in text and "(default: tflite)" in text
     assert "(default: 0.01)" in text and "(default: bilevel)" in text and "(default: l1)" in text
 
 
@@ -118,6 +120,9 @@ BAD = [
     (["--target-flops", "1.5"], "--target-flops: expected a value (0, 1]"),
     (["--target-flops", "0"], "--target-flops: expected a value (0, 1]"),
     (["--target-flops", "half"], "--target-flops: expected a number"),
+    (["--target-latency", "1.5"], "--target-latency: expected a value (0, 1]"),
+    (["--runtime", "onnx"], "invalid choice"),
+    (["--latency-batch-size", "0"], "--latency-batch-size: expected a value >= 1"),
     (["--max-accuracy-drop", "-0.1"], "--max-accuracy-drop: expected a value >= 0"),
     (["--method", "random"], "invalid choice"),
     (["--granularity", "pixel"], "invalid choice"),
@@ -230,3 +235,4 @@ def test_defaults_table_matches_the_python_signatures():
             assert default == value, (method, key)
     assert set(_defaults.CRITERIA) == set(registry.TABLE)
     assert set(_defaults.METHODS) == set(kb.pruner.METHODS)
+    assert _defaults.RUNTIMES == kb.evaluate.runtimes.RUNTIMES

@@ -99,3 +99,12 @@ def test_report_shows_the_target_the_achieved_ratio_and_the_accuracy_change():
     missed = format_report(REPORT | {"flops_kept": 0.6, "sparse_flops_kept": 0.6})
     assert "(missed)" in missed
     assert "parameters" in format_report({"params": REPORT["params"]})     # partial reports
+
+
+def test_report_shows_the_predicted_and_measured_latency_ratios():
+    latency = {"runtime": "tflite", "batch_size": 64, "target": 0.5, "predicted": 0.48,
+               "measured": 0.52, "original_ms": 10.0, "pruned_ms": 5.2}
+    text = format_report(REPORT | {"latency": latency})
+    assert ("latency (tflite, batch 64): predicted 48.0%, measured 52.0% of the original's "
+            "(10.000 -> 5.200 ms); target: at most 50.0% (missed as measured)") in text
+    assert "latency" not in format_report(REPORT)

@@ -350,3 +350,78 @@ def test_bad_stage_settings_are_refused_before_any_work(trained, digits, kwargs,
     (x, y), _ = digits
     with pytest.raises(SearchError, match=match):
         _pruner(trained, **kwargs).fit(x, y, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def latency_model(trained, tmp_path_factory):
+    """A latency model of the "tf" runtime whose table is exact: overhead, MACs, memory."""
+    def timer(sub_model):
+        entries = sum(int(np.prod(t.shape[1:])) for t in sub_model.outputs)
+        return 0.02 + kb.cost(sub_model).macs / 1e5 + entries / 1e3
+
+    return kb.evaluate.LatencyModel.build(trained, runtime="tf", round_to=8, timer=timer,
+                                          cache_dir=tmp_path_factory.mktemp("latency"),
+                                          verbose=0)
+
+
+def test_a_latency_target_is_met_as_predicted_and_checked_by_timing(trained, digits,
+                                                                    latency_model, tmp_path):
+    (x, y), validation = digits
+    pruner = _pruner(trained, target_flops=None, target_latency=0.6, runtime=latency_model)
+    pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
+    latency = pruner.report_["latency"]
+    assert 0.6 - BAND <= latency["predicted"] <= 0.6
+    assert latency["predicted"] == latency_model.ratio(pruner.plan_)
+    assert (latency["runtime"], latency["batch_size"], latency["target"]) == ("tf", 1, 0.6)
+    assert latency["measured"] == latency["pruned_ms"] / latency["original_ms"] > 0
+    assert pruner.report_["target_latency"] == 0.6
+    text = pruner.summary(print_fn=lambda _: None)
+    assert f"latency (tf, batch 1): predicted {latency['predicted']:.1%}, measured" in text
+    pruner.save(tmp_path / "saved")
+    loaded = kb.BiLevelPruner.load(tmp_path / "saved")
+    assert (loaded.runtime, loaded.report_["latency"]) == ("tf", latency)
+
+
+@pytest.mark.parametrize("method", ["bilevel", "nsga2"])
+def test_flops_and_latency_targets_both_hold(trained, digits, latency_model, method):
+    (x, y), _ = digits
+    pruner = _pruner(trained, method=method, target_flops=0.4, target_latency=0.8,
+                     runtime=latency_model)
+    pruner.search(x, y)
+    assert pruner.pareto_front_.measure == "latency"
+    flops = kb.cost(trained, pruner.plan_).macs / kb.cost(trained).macs
+    assert flops <= 0.4 and latency_model.ratio(pruner.plan_) <= 0.8
+    assert "latency" not in pruner.report_                      # timed after fit only
+
+
+def test_a_latency_target_below_the_floors_names_the_smallest_reachable_ratio(trained, digits,
+                                                                             latency_model):
+    (x, y), _ = digits
+    pruner = _pruner(trained, target_flops=None, target_latency=0.05, runtime=latency_model,
+                     search_kwargs=SMALL | {"max_prune_ratio": 0.5})
+    with pytest.raises(SearchError, match=r"target keeps 0\.050 of the latency, but the floors "
+                                          r"keep at least 0\.\d{3}"):
+        pruner.search(x, y)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"target_latency": 1.5}, r"target_latency must be a number in \(0, 1\]"),
+    ({"target_latency": 0.5, "runtime": "onnx"}, r"runtime must be one of .*runtime='onnx'"),
+    ({"target_latency": 0.5, "latency_batch_size": 0}, "latency_batch_size must be an int >= 1"),
+    ({"target_latency": 0.5, "steps": 2}, "Use steps=1 with target_latency"),
+])
+def test_bad_latency_settings_are_refused_before_any_work(trained, digits, kwargs, match):
+    (x, y), _ = digits
+    with pytest.raises(SearchError, match=match):
+        _pruner(trained, **kwargs).fit(x, y, epochs=1)
+
+
+def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digits, monkeypatch):
+    import tensorflow as tf
+
+    from keras_biprune.errors import MissingDependencyError
+
+    (x, y), _ = digits
+    monkeypatch.delattr(tf.lite, "Interpreter")
+    with pytest.raises(MissingDependencyError, match=r"runtime='tflite' needs the TFLite"):
+        _pruner(trained, target_latency=0.5, runtime="tflite").fit(x, y, epochs=1)

@@ -5,7 +5,9 @@ input and kernel masks. This package sits above ``handlers`` and below every
 reader of a plan (``surgery``, ``evaluate``, ``criteria``, ``search``): it
 validates a plan against a graph (`checked_plan`) and says what it keeps at
 one layer (`node_io`, `kernel_mask`, `takes_input_mask`, `takes_kernel_mask`);
-`compose` writes two plans applied in turn as one.
+`compose` writes two plans applied in turn as one; ``plan.steps`` says which
+widths a group may keep in steps of ``round_to`` (for the searches and the
+latency model).
 """
 
 from keras_biprune.plan.compose import compose

@@ -52,7 +52,12 @@ class Search:
         evaluator: a `keras_biprune.Evaluator` of the model to prune.
         target: kept share of the cost measure, in (0, 1], or None. Upper
             plans are repaired to it (see `keras_biprune.search.Budget`).
-        measure: ``"flops"``, ``"params"`` or ``"filters"``.
+        measure: ``"flops"``, ``"params"``, ``"filters"`` or ``"latency"``
+            (predicted by ``latency_model``).
+        latency_model: a `keras_biprune.evaluate.LatencyModel` of the
+            evaluator's model, for a latency ``measure`` or extra target.
+        extra_targets: ``{measure: target}``, ceilings on other measures that
+            plans must meet too (see `keras_biprune.search.Budget`).
         max_accuracy_drop: the accuracy constraint ε, in the metric's units
             (see `keras_biprune.search.Objective`), or None.
         criterion: ranks channels: which ones a width gene keeps, which ones
@@ -90,13 +95,16 @@ class Search:
 
     _progress_keys = ("best", "mean", "evaluations")
 
-    def __init__(self, evaluator, *, target=None, measure="flops", max_accuracy_drop=None,
+    def __init__(self, evaluator, *, target=None, measure="flops", latency_model=None,
+                 extra_targets=None, max_accuracy_drop=None,
                  criterion="l1", criterion_data=None, encoding="mask", round_to=1,
                  min_channels=1, max_prune_ratio=0.9, population_size=16, generations=10,
                  max_evaluations=None, random_state=0, checkpoint_dir=None, verbose=1):
         self.evaluator = evaluator
         self.target = target
         self.measure = measure
+        self.latency_model = latency_model
+        self.extra_targets = extra_targets
         self.max_accuracy_drop = max_accuracy_drop
         self.criterion = criterion
         self.criterion_data = criterion_data
@@ -113,7 +121,7 @@ class Search:
 
     def get_config(self):
         """The search's settings as plain data (no evaluator, no data)."""
-        skip = {"evaluator", "criterion_data", "checkpoint_dir", "verbose"}
+        skip = {"evaluator", "criterion_data", "checkpoint_dir", "verbose", "latency_model"}
         config = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip}
         config["criterion"] = criteria.serialize(criteria.get(self.criterion))
         return config
@@ -131,17 +139,18 @@ class Search:
         self._scores = criteria.scores(graph, self.evaluator.model, criterion, data)
         self._upper = UpperEncoding(graph, self._scores, self.encoding, self.round_to,
                                     self.min_channels, self.max_prune_ratio)
-        self._budget = Budget(graph, self.target, self.measure)
-        if self.target is not None:
-            smallest = self._budget.floor_ratio(self._upper)
-            if smallest > self.target + 1e-9:
+        self._budget = Budget(graph, self.target, self.measure, self.latency_model,
+                              self.extra_targets)
+        for ceiling in self._budget.ceilings:
+            smallest = ceiling.floor_ratio(self._upper)
+            if smallest > ceiling.target + 1e-9:
                 raise SearchError(
-                    f"The target keeps {self.target:.3f} of the {self.measure}, but the floors "
-                    f"keep at least {smallest:.3f}: every group keeps at least min_channels="
-                    f"{self.min_channels} and {1 - self.max_prune_ratio:.0%} of its channels "
-                    "(max_prune_ratio), and frozen groups stay whole. Received: "
-                    f"target={self.target!r}. Raise the target to {smallest:.3f} or more, or "
-                    "lower min_channels or raise max_prune_ratio."
+                    f"The target keeps {ceiling.target:.3f} of the {ceiling.measure}, but the "
+                    f"floors keep at least {smallest:.3f}: every group keeps at least "
+                    f"min_channels={self.min_channels} and {1 - self.max_prune_ratio:.0%} of its "
+                    "channels (max_prune_ratio), and frozen groups stay whole. Received: "
+                    f"target={ceiling.target!r} ({ceiling.measure}). Raise the target to "
+                    f"{smallest:.3f} or more, or lower min_channels or raise max_prune_ratio."
                 )
         self._upper_budget = self._budget
         self._progress = Progress(self.generations, self.verbose, self._progress_keys)
@@ -173,7 +182,8 @@ class Search:
         return np.stack(rows)
 
     def fill(self, plan, target):
-        """An upper-level ``plan`` of this run fitted to ``target`` of the cost measure.
+        """An upper-level ``plan`` of this run fitted to ``target`` of the cost measure
+        (its extra targets scaled alike).
 
         A plan already within ``BAND`` below ``target`` is returned as it is;
         otherwise groups get their best-ranked missing channels back (or lose
@@ -189,8 +199,8 @@ class Search:
         plan = search.fill(result.front.select(1)[0].plan, 0.5)
         ```
         """
-        budget = Budget(self.evaluator.graph, target, self.measure)
-        if target - BAND <= budget.ratio(plan) <= target:
+        budget = self._budget.with_target(target)
+        if 0 <= budget.slack(plan) <= BAND:
             return plan
         encoding = self._upper
         keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],

@@ -8,7 +8,7 @@ from keras_biprune._validate import check_int, check_number
 from keras_biprune.errors import SearchError
 from keras_biprune.search._evolution import next_generation, seed_for
 from keras_biprune.search.base import Search, SearchResult
-from keras_biprune.search.space import Budget, LowerEncoding
+from keras_biprune.search.space import LowerEncoding
 
 
 class BiLevelSearch(Search):
@@ -128,9 +128,8 @@ class BiLevelSearch(Search):
         self._lower = LowerEncoding(self.evaluator.graph, self.channel_granularity,
                                     self.lower_encoding, self.lower_levels, self.round_to)
         if self.target is not None:
-            self._upper_budget = Budget(self.evaluator.graph,
-                                        min(1.0, self.target * (1 + self.upper_slack)),
-                                        self.measure)
+            self._upper_budget = self._budget.with_target(
+                min(1.0, self.target * (1 + self.upper_slack)))
 
     def run(self):
         """Runs (or resumes) the search.

@@ -18,10 +18,11 @@ from keras_biprune.criteria.weights import input_magnitudes
 from keras_biprune.errors import SearchError
 from keras_biprune.evaluate import cost
 from keras_biprune.plan import PruningPlan, takes_input_mask, takes_kernel_mask
+from keras_biprune.plan.steps import group_step, stepped
 
 KINDS = ("mask", "width")
 GRANULARITIES = ("layer", "filter")
-MEASURES = ("flops", "params", "filters")
+MEASURES = ("flops", "params", "filters", "latency")
 
 
 class UpperEncoding:
@@ -285,7 +286,7 @@ class LowerEncoding:
 
 
 class Budget:
-    """A cost ceiling: the kept share of FLOPs, parameters or filters.
+    """A cost ceiling: the kept share of FLOPs, parameters, filters or predicted latency.
 
     `repair` enforces it on the upper level: every group's kept count is
     scaled by one common factor (rounded to the group's step, never below
@@ -296,12 +297,21 @@ class Budget:
     floors make the target unreachable, the plan is as small as they allow
     (`floor_ratio`) and the objective's penalty applies.
 
+    Ceilings on other measures (``extra_targets``) hold too: a plan meets
+    the budget when it meets every ceiling (`slack`), so the binding one
+    lands in the band. `ratio` is the main measure's.
+
     Args:
         graph: the model's `ChannelGraph`.
         target: kept share in (0, 1], or None for no ceiling.
         measure: ``"flops"`` (multiply-accumulates; sparse ones when the plan
-            has kernel masks), ``"params"`` or ``"filters"`` (kept positions
-            of the prunable groups).
+            has kernel masks), ``"params"``, ``"filters"`` (kept positions
+            of the prunable groups) or ``"latency"`` (the latency predicted
+            by ``latency_model``).
+        latency_model: a `keras_biprune.evaluate.LatencyModel` of the model,
+            for the ``"latency"`` measure.
+        extra_targets: ``{measure: target}``, more ceilings that must hold,
+            e.g. ``{"flops": 0.6}`` beside a latency target.
 
     Example:
 
@@ -310,24 +320,62 @@ class Budget:
     graph = kb.trace(model)
     budget = kb.search.Budget(graph, target=0.5, measure="params")
     budget.ratio(kb.PruningPlan.random(graph, ratio=0.5, seed=0))   # about 0.25-0.5
+    latency = kb.evaluate.LatencyModel.build(model, runtime="tflite")
+    both = kb.search.Budget(graph, target=0.5, measure="latency", latency_model=latency,
+                            extra_targets={"flops": 0.6})
     ```
     """
 
-    def __init__(self, graph, target=None, measure="flops"):
+    def __init__(self, graph, target=None, measure="flops", latency_model=None,
+                 extra_targets=None):
         check_choice("measure", measure, MEASURES, SearchError)
         if target is not None:
             check_number("target", target, SearchError, 0, 1, open_low=True,
                          expected=f"the share of the unpruned model's {measure} to keep, in "
                                   "(0, 1]", fix=f"Use e.g. 0.5 to halve the {measure}.")
+        extra_targets = dict(extra_targets or {})
+        if measure in extra_targets:
+            raise SearchError(
+                f"extra_targets holds ceilings on measures other than the main one. Received: "
+                f"measure={measure!r} and extra_targets={extra_targets!r}. Give the {measure} "
+                "target as target."
+            )
+        if "latency" in (measure, *extra_targets) and (
+                latency_model is None or latency_model.graph.signature != graph.signature):
+            raise SearchError(
+                "A latency budget needs the LatencyModel of this model. Received: "
+                f"latency_model={latency_model!r}. Build it with "
+                "kb.evaluate.LatencyModel.build(model, runtime=...)."
+            )
         self.graph = graph
         self.target = target
         self.measure = measure
+        self.latency_model = latency_model
+        self.extra_targets = extra_targets
+        self.ceilings = [b for b in [self, *(Budget(graph, t, m, latency_model)
+                                             for m, t in extra_targets.items())]
+                         if b.target is not None]
         self._sizes = {g.id: g.size for g in graph.prunable_groups}
-        if measure != "filters":
+        if measure not in ("filters", "latency"):
             self._full = self._absolute(PruningPlan.keep_all(graph))
+
+    def with_target(self, target):
+        """This budget with ``target`` for its main measure; the extra ceilings scale alike."""
+        scale = 1.0 if self.target is None else target / self.target
+        return Budget(self.graph, target, self.measure, self.latency_model,
+                      {m: min(1.0, t * scale) for m, t in self.extra_targets.items()})
+
+    def slack(self, plan):
+        """How far below its ceilings the plan is: the least ``target - ratio`` over them.
+
+        Negative when the plan misses one; infinite without any ceiling.
+        """
+        return min((b.target - b.ratio(plan) for b in self.ceilings), default=math.inf)
 
     def ratio(self, plan):
         """The plan's cost as a share of the unpruned model's."""
+        if self.measure == "latency":
+            return self.latency_model.ratio(plan)
         if self.measure == "filters":
             total = sum(self._sizes.values())
             pruned = sum(self._sizes[k] - len(v) for k, v in plan.keep.items() if k in self._sizes)
@@ -353,12 +401,12 @@ class Budget:
     def _bisect(self, plan_at):
         """``(plan, factor)`` of `fit`."""
         plan = plan_at(1.0)
-        if self.target is None or self.ratio(plan) <= self.target:
+        if self.slack(plan) >= 0:
             return plan, 1.0
         low, high = 0.0, 1.0
         for _ in range(14):
             mid = (low + high) / 2
-            if self.ratio(plan_at(mid)) <= self.target:
+            if self.slack(plan_at(mid)) >= 0:
                 low = mid
             else:
                 high = mid
@@ -396,37 +444,38 @@ class Budget:
 
         _, factor = self._bisect(lambda f: plan_of(counts_at(f)))
         counts = counts_at(factor)
-        if self.target is None:
+        if not self.ceilings:
             return plan_of(counts)
-        ratio = self.ratio(plan_of(counts))
-        counts, ratio = self._raise(counts, limits, steps, plan_of, ratio, TOLERANCE)
-        while self.target - ratio > BAND and max(steps.values(), default=1) > 1:
+        slack = self.slack(plan_of(counts))
+        counts, slack = self._raise(counts, limits, steps, plan_of, slack, TOLERANCE)
+        while slack > BAND and max(steps.values(), default=1) > 1:
             steps = {u: max(1, step // 2) for u, step in steps.items()}
-            counts, ratio = self._raise(counts, limits, steps, plan_of, ratio, BAND)
+            counts, slack = self._raise(counts, limits, steps, plan_of, slack, BAND)
         return plan_of(counts)
 
-    def _raise(self, counts, limits, steps, plan_of, ratio, tolerance):
-        """Counts raised a step at a time, most cut unit first, while the target holds.
+    def _raise(self, counts, limits, steps, plan_of, slack, tolerance):
+        """Counts raised a step at a time, most cut unit first, while the ceilings hold.
 
-        Stops once the cost is within ``tolerance`` of the target.
+        Stops once the cost is within ``tolerance`` of the binding ceiling.
         """
         moved = True
-        while moved and self.target - ratio > tolerance:
+        while moved and slack > tolerance:
             moved = False
             for unit in sorted(counts, key=lambda u: counts[u] / max(1, limits[u])):
                 if counts[unit] >= limits[unit]:
                     continue
                 trial = dict(counts)
                 trial[unit] = min(limits[unit], (counts[unit] // steps[unit] + 1) * steps[unit])
-                value = self.ratio(plan_of(trial))
-                if value <= self.target:
-                    counts, ratio, moved = trial, value, True
-                    if self.target - ratio <= tolerance:
+                value = self.slack(plan_of(trial))
+                if value >= 0:
+                    counts, slack, moved = trial, value, True
+                    if slack <= tolerance:
                         break
-        return counts, ratio
+        return counts, slack
 
     def floor_ratio(self, encoding):
-        """The smallest share the floors of an `UpperEncoding` allow: every group at its floor."""
+        """The smallest share of the main measure the floors of an `UpperEncoding` allow:
+        every group at its floor."""
         keep = {g.id: encoding.ranking[g.id][:stepped(encoding.floor[g.id], encoding.step[g.id],
                                                        encoding.floor[g.id], g.size)]
                 for g in encoding.groups}
@@ -455,26 +504,3 @@ TOLERANCE = 0.01
 BAND = 0.03
 
 
-def group_step(size, round_to):
-    """The step of a width of ``size`` channels: ``round_to``, halved until it has 3 steps.
-
-    A 16-wide group with ``round_to=8`` counts in 4s (4, 8, 12, 16), not only
-    8 or 16, so the step never forces a narrow group far below its budget.
-    """
-    step = round_to
-    while step > 1 and size < 3 * step:
-        step //= 2
-    return step
-
-
-def stepped(n, step, floor, size):
-    """``n`` rounded to the nearest multiple of ``step``, at least ``floor``, at most ``size``.
-
-    A whole group (``n >= size``) stays whole.
-    """
-    if n >= size:
-        return size
-    n = step * max(1, round(n / step))
-    if n < floor:
-        n = step * math.ceil(floor / step)
-    return min(size, n)

@@ -84,3 +84,82 @@ def test_an_unreachable_target_is_refused_before_the_search():
         search.run()
     assert "max_prune_ratio" in str(info.value)
     assert calls == []
+
+
+def _latency_model(model, tmp_path):
+    """A latency model whose timer is exact: overhead, MACs and output entries (memory)."""
+    def timer(sub_model):
+        entries = sum(int(np.prod(t.shape[1:])) for t in sub_model.outputs)
+        return 0.05 + kb.cost(sub_model).macs / 1e6 + entries / 1e3
+
+    return kb.evaluate.LatencyModel.build(model, runtime="tf", round_to=1, cache_dir=tmp_path,
+                                          timer=timer, verbose=0)
+
+
+@pytest.mark.parametrize("kind", ["width", "mask"])
+def test_a_latency_budget_lands_the_predicted_latency_in_the_band(kind, tmp_path):
+    model = _chain([16, 32, 64, 64], "latency")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), kind, round_to=8)
+    rng = np.random.default_rng(0)
+    genomes = [encoding.full()] + [np.array([rng.choice(space) for space in encoding.gene_space])
+                                   for _ in range(3)]
+    flops = Budget(graph)
+    for target in (0.4, 0.6, 0.8):
+        budget = Budget(graph, target, "latency", latency_model=latency)
+        for genome in genomes:
+            plan = encoding.decode(genome, budget)
+            assert target - BAND <= latency.ratio(plan) <= target, (target, latency.ratio(plan))
+            assert budget.ratio(plan) == latency.ratio(plan)
+        assert abs(flops.ratio(plan) - latency.ratio(plan)) > BAND      # not a FLOPs budget
+
+
+def test_flops_and_latency_budgets_combine(tmp_path):
+    model = _chain([16, 32, 64, 64], "combined")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    flops = Budget(graph)
+    for latency_target, flops_target in ((0.7, 0.4), (0.4, 0.9)):
+        budget = Budget(graph, latency_target, "latency", latency_model=latency,
+                        extra_targets={"flops": flops_target})
+        plan = encoding.decode(encoding.full(), budget)
+        kept = {"latency": latency.ratio(plan), "flops": flops.ratio(plan)}
+        assert kept["latency"] <= latency_target and kept["flops"] <= flops_target, kept
+        assert budget.slack(plan) == pytest.approx(min(latency_target - kept["latency"],
+                                                       flops_target - kept["flops"]))
+        assert 0 <= budget.slack(plan) <= BAND, kept            # the binding one is in the band
+    half = budget.with_target(0.2)
+    assert (half.target, half.extra_targets) == (0.2, {"flops": pytest.approx(0.45)})
+    with pytest.raises(SearchError, match="extra_targets"):
+        Budget(graph, 0.5, "flops", extra_targets={"flops": 0.4})
+
+
+def test_an_unreachable_latency_target_is_refused_with_the_smallest_reachable_ratio(tmp_path):
+    model = _chain([16, 32], "unreachable_latency")
+    x = np.random.default_rng(0).normal(size=(64, 12, 12, 3)).astype("float32")
+    evaluator = kb.Evaluator(model, (x, np.arange(64) % 10), eval_size=32, calibration_size=16)
+    latency = _latency_model(model, tmp_path)
+    encoding = UpperEncoding(evaluator.graph, kb.criteria.scores(evaluator.graph, model, "l1"),
+                             "mask", max_prune_ratio=0.5)
+    smallest = Budget(evaluator.graph, 1.0, "latency", latency_model=latency).floor_ratio(encoding)
+    search = kb.search.BiLevelSearch(evaluator, target=0.2, measure="latency",
+                                     latency_model=latency, max_accuracy_drop=None,
+                                     max_prune_ratio=0.5, verbose=0)
+    with pytest.raises(SearchError, match=rf"floors keep at least {smallest:.3f}.*\(latency\)"):
+        search.run()
+    flops_too = kb.search.BiLevelSearch(evaluator, target=0.9, measure="latency",
+                                        latency_model=latency, extra_targets={"flops": 0.1},
+                                        max_accuracy_drop=None, max_prune_ratio=0.5, verbose=0)
+    with pytest.raises(SearchError, match=r"target=0\.1 \(flops\)"):
+        flops_too.run()
+
+
+def test_a_latency_budget_needs_the_models_latency_model(tmp_path):
+    graph = kb.trace(_chain([16, 32], "needs_latency"))
+    with pytest.raises(SearchError, match="LatencyModel"):
+        Budget(graph, 0.5, measure="latency")
+    other = _latency_model(_chain([16, 24], "other"), tmp_path)
+    with pytest.raises(SearchError, match="LatencyModel"):
+        Budget(graph, 0.5, measure="latency", latency_model=other)

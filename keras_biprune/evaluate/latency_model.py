@@ -1,0 +1,390 @@
+"""A latency model of a runtime on this machine: a model's latency under any plan, predicted.
+
+The model is cut into *blocks*: an operation followed by the chain of
+per-channel operations that only it feeds (conv → batch norm → ReLU, add →
+ReLU), which is what a runtime fuses into one kernel. Each block is rebuilt
+alone at a grid of channel widths (the widths a search can choose, in
+``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
+between measured widths the latency is interpolated (bilinearly for a block
+whose input and output widths are free). A plan's latency is the sum of its
+blocks' plus a fixed per-call cost. Both are calibrated on the whole model,
+timed once: what the unpruned model spends beyond the sum of its blocks
+(dispatch of operations within one call) is fixed cost; when the blocks
+alone sum to more than it (each timed call pays for moving its own output),
+they are scaled down to it. Tables are cached on disk, keyed by the model's
+signature and input shapes, the runtime, the batch size and the machine.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import platform
+import time
+
+import keras
+import numpy as np
+
+from keras_biprune import _keras_internals as internals
+from keras_biprune._progress import Progress
+from keras_biprune.errors import SearchError
+from keras_biprune.evaluate.runtimes import check_runtime, forward_call, paired
+from keras_biprune.graph import trace
+from keras_biprune.handlers import lookup
+from keras_biprune.plan import PruningPlan, node_io
+from keras_biprune.plan.steps import group_step
+
+logger = logging.getLogger(__name__)
+
+_VERSION = 2
+_FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
+
+
+class LatencyModel:
+    """Predicted latency of a model under any `PruningPlan`, from measured block tables.
+
+    Build one with `LatencyModel.build` (measures, or loads the disk cache);
+    the constructor takes tables already measured.
+
+    Args:
+        model: the Keras model.
+        runtime: ``"tf"`` or ``"tflite"``.
+        batch_size: samples per call the tables were measured at.
+        tables: ``{block name: {"in": widths, "out": widths, "ms": latencies}}``
+            for every block of `blocks` (``"in"``/``"out"`` may be empty; ``"ms"``
+            has one row per input width and one column per output width, with
+            the overhead already taken out).
+        overhead_ms: the fixed cost of one call of the model.
+        scale: the factor block latencies are multiplied by (at most 1).
+        seconds: how long measuring the tables took.
+        graph: ``kb.trace(model)``, when the caller has it.
+
+    Attributes:
+        blocks: the model's blocks, in execution order (see `blocks`).
+
+    Example:
+
+    ```python
+    import keras_biprune as kb
+    latency = kb.evaluate.LatencyModel.build(model, runtime="tflite", batch_size=1)
+    plan = kb.PruningPlan.random(kb.trace(model), ratio=0.5, seed=0)
+    print(latency.predict(plan), latency.ratio(plan))     # ms, share of the unpruned
+    ```
+    """
+
+    def __init__(self, model, runtime, batch_size, tables, overhead_ms, scale=1.0, seconds=0.0,
+                 graph=None):
+        self.model = model
+        self.graph = trace(model) if graph is None else graph
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.tables = tables
+        self.overhead_ms = float(overhead_ms)
+        self.scale = float(scale)
+        self.seconds = float(seconds)
+        self.blocks = blocks(model, self.graph)
+        missing = sorted({b.name for b in self.blocks} - set(tables))
+        if missing:
+            raise SearchError(
+                f"The latency tables do not cover every block of {self.graph.model_name!r}. "
+                f"Received: no table for {missing[:3]}. Build them with LatencyModel.build."
+            )
+        self._full = self.predict()
+
+    @classmethod
+    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4,
+              time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
+        """Measures (or loads from the cache) the latency tables of ``model``.
+
+        Args:
+            model: a functional or Sequential Keras model with fixed input
+                shapes (besides the batch).
+            runtime: ``"tflite"`` (float TFLite interpreter, every core) or
+                ``"tf"`` (a compiled TensorFlow call).
+            batch_size: samples per call.
+            round_to: the width step of the search (see
+                `keras_biprune.search.UpperEncoding`); widths are measured
+                in its steps.
+            max_widths: most widths measured per axis of a block (a block
+                with free input and output widths is timed at up to
+                ``max_widths ** 2`` points; so is a block whose input and
+                output are the same channels and which mixes them, e.g. a
+                conv between two residual adds, at as many widths).
+            time_budget: seconds; once spent, the blocks left are measured
+                at their smallest and largest widths only. None: no limit.
+            cache_dir: where tables are cached (default
+                ``~/.cache/keras_biprune/latency``).
+            timer: ``timer(sub_model) -> milliseconds`` instead of timing on
+                the runtime (e.g. a deterministic cost in tests).
+            graph: ``kb.trace(model)``, when the caller has it.
+            verbose: 0 silent, 1 a progress line over the blocks.
+
+        Returns:
+            A `LatencyModel`.
+
+        Raises:
+            SearchError: an unknown runtime or a bad argument.
+            MissingDependencyError: the runtime is not installed here.
+
+        Example:
+
+        ```python
+        latency = kb.evaluate.LatencyModel.build(model, runtime="tf", batch_size=64,
+                                                  time_budget=120)
+        print(f"built in {latency.seconds:.0f} s, overhead {latency.overhead_ms:.3f} ms")
+        ```
+        """
+        if timer is None:
+            check_runtime(runtime)
+        for name, value in (("batch_size", batch_size), ("round_to", round_to),
+                            ("max_widths", max_widths)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (
+                    2 if name == "max_widths" else 1):
+                raise SearchError(f"{name} must be an int >= {2 if name == 'max_widths' else 1}."
+                                  f" Received: {name}={value!r}.")
+        graph = trace(model) if graph is None else graph
+        key = {"version": _VERSION, "signature": graph.signature, "runtime": runtime,
+               "batch_size": batch_size, "machine": machine(), "round_to": round_to,
+               "max_widths": max_widths, "timer": "runtime" if timer is None else "custom",
+               "inputs": [list(t.shape[1:]) for t in model.inputs]}
+        path = _cache_path(cache_dir, key)
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return cls(model, runtime, batch_size, stored["tables"], stored["overhead_ms"],
+                           stored["scale"], stored["seconds"], graph)
+        if timer is None:
+            def timer(sub_model):
+                return paired([forward_call(sub_model, runtime, batch_size)])[0]
+        started = time.perf_counter()
+        overhead = timer(_empty_model())
+        measured, tables = {}, {}
+        parts = blocks(model, graph)
+        progress = Progress(len(parts), verbose, ("timings",), unit="block")
+        for i, block in enumerate(parts):
+            spent = time_budget is not None and time.perf_counter() - started > time_budget
+            tables[block.name] = _table(graph, block, round_to,
+                                        _FALLBACK_WIDTHS if spent else max_widths,
+                                        measured, timer, overhead)
+            progress.update(i + 1, {"timings": len(measured)})
+        blocks_ms = cls(model, runtime, batch_size, tables, 0.0, graph=graph).predict()
+        whole = timer(model)
+        fixed = max(overhead, whole - blocks_ms)
+        scale = min(1.0, (whole - fixed) / blocks_ms) if blocks_ms > 0 else 1.0
+        latency = cls(model, runtime, batch_size, tables, fixed, scale,
+                      time.perf_counter() - started, graph)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "tables": tables, "overhead_ms": fixed,
+                                    "scale": scale, "seconds": latency.seconds}))
+        logger.info("Latency tables of %r on %s built in %.0f s (%d timings), cached in %s",
+                    graph.model_name, runtime, latency.seconds, len(measured), path)
+        return latency
+
+    def predict(self, plan=None):
+        """Predicted milliseconds of one call of the model pruned by ``plan`` (None: unpruned)."""
+        plan = PruningPlan.keep_all(self.graph) if plan is None else plan
+        atom_keep = self.graph.atom_keep(plan.keep)
+        total = 0.0
+        for block in self.blocks:
+            table = self.tables[block.name]
+            ms = np.asarray(table["ms"], dtype="float64")
+            if table["in"]:
+                width = _width(block.inputs, atom_keep, plan.inputs.get(block.first))
+                ms = np.array([np.interp(width, table["in"], ms[:, j])
+                               for j in range(ms.shape[1])])
+            else:
+                ms = ms[0]
+            if table["out"]:
+                ms = np.interp(_width(block.outputs, atom_keep), table["out"], ms)
+            total += float(np.asarray(ms).reshape(-1)[0])
+        return self.overhead_ms + self.scale * total
+
+    def ratio(self, plan):
+        """The predicted latency of ``plan`` as a share of the unpruned model's."""
+        return self.predict(plan) / self._full
+
+
+class Block:
+    """Operations a runtime runs as one: a first node and the per-channel chain it alone feeds.
+
+    Attributes:
+        name: ``"<index>:<first layer path>"``.
+        nodes: the Keras nodes, in order.
+        records: their call records.
+        first: path of the first node's operation.
+        inputs: `Channels` of the first node's first input (None: untracked).
+        outputs: `Channels` of the last node's output (None: untracked).
+    """
+
+    def __init__(self, index, nodes, records):
+        self.nodes, self.records = nodes, records
+        self.first = records[0].path
+        self.name = f"{index}:{self.first}"
+        self.inputs = records[0].inputs[0] if records[0].inputs else None
+        self.outputs = records[-1].outputs[0] if records[-1].outputs else None
+
+
+def blocks(model, graph):
+    """The `Block`s of a model (``graph``: its trace), in execution order, nested models
+    flattened."""
+    records = {id(r.op): r for r in graph.records}
+    chains = []
+
+    def walk(model):
+        _, outputs, nodes = internals.graph_of(model)
+        consumers = {}
+        for node in nodes:
+            for t in internals.node_input_tensors(node):
+                consumers[id(t)] = consumers.get(id(t), 0) + 1
+        for t in outputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+        previous = None
+        for node in nodes:
+            if internals.is_graph_model(node.operation):
+                walk(node.operation)
+                previous = None
+                continue
+            record = records[id(node.operation)]
+            tensors = internals.node_input_tensors(node)
+            if (previous is not None and len(tensors) == 1 and len(node.outputs) == 1
+                    and id(tensors[0]) == id(previous.outputs[0])
+                    and consumers.get(id(tensors[0])) == 1 and _per_channel(record)):
+                chains[-1].append((node, record))
+            else:
+                chains.append([(node, record)])
+            previous = node
+
+    walk(model)
+    return [Block(i, [n for n, _ in chain], [r for _, r in chain])
+            for i, chain in enumerate(chains)]
+
+
+def machine():
+    """This machine, as the latency cache keys it: CPU, cores, TensorFlow and Keras versions."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        import tensorflow as tf
+
+        tf_version = tf.__version__
+    except ImportError:
+        tf_version = "none"
+    return (f"{platform.machine()} {cpu} x{os.cpu_count()} tf {tf_version} "
+            f"keras {keras.__version__}")
+
+
+def _per_channel(record):
+    """Whether an operation keeps its input's channels one to one (batch norm, activations)."""
+    ins, outs = record.inputs, record.outputs
+    return (len(ins) == 1 and len(outs) == 1 and ins[0] is not None and outs[0] is not None
+            and np.array_equal(ins[0].labels, outs[0].labels))
+
+
+def _axis_groups(graph, channels):
+    if channels is None:
+        return []
+    indices = np.unique(graph.atom_group[channels.labels])
+    return [graph.groups[i] for i in indices if graph.groups[i].prunable]
+
+
+def _levels(groups, round_to, max_widths):
+    """Per level, ``{group id: kept count}``: the largest group's widths in steps, the others
+    scaled alike."""
+    primary = max(groups, key=lambda g: g.size)
+    step = group_step(primary.size, round_to)
+    counts = sorted(set(range(step, primary.size + 1, step)) | {primary.size})
+    picks = np.unique(np.round(np.linspace(0, len(counts) - 1, max_widths)).astype(int))
+    return [{g.id: max(1, round(counts[p] * g.size / primary.size)) for g in groups}
+            for p in picks]
+
+
+def _table(graph, block, round_to, max_widths, measured, timer, overhead):
+    """The measured table of one block (see `LatencyModel`)."""
+    in_groups, out_groups = _axis_groups(graph, block.inputs), _axis_groups(graph, block.outputs)
+    out_ids = {g.id for g in out_groups}
+    widths_out = max_widths
+    if any(g.id in out_ids for g in in_groups):         # tied: one free width
+        out_groups, in_groups = out_groups or in_groups, []
+        if not np.array_equal(block.inputs.labels, block.outputs.labels):
+            widths_out = max_widths ** 2                # mixes channels: quadratic in the width
+    rows = _levels(in_groups, round_to, max_widths) if in_groups else [{}]
+    cols = _levels(out_groups, round_to, widths_out) if out_groups else [{}]
+    ms = []
+    for row in rows:
+        ms.append([])
+        for col in cols:
+            key, build = _sub_model(graph, block, _atom_keep(graph, row | col))
+            if key not in measured:
+                measured[key] = max(0.0, timer(build()) - overhead)
+            ms[-1].append(measured[key])
+
+    def widths(levels, channels):
+        return [] if levels == [{}] else [_width(channels, _atom_keep(graph, level))
+                                          for level in levels]
+
+    return {"in": widths(rows, block.inputs), "out": widths(cols, block.outputs), "ms": ms}
+
+
+def _atom_keep(graph, counts):
+    """``graph.atom_keep`` of the first ``counts[group id]`` positions of each group."""
+    return graph.atom_keep({k: np.arange(n) for k, n in counts.items()})
+
+
+def _width(channels, atom_keep, read=None):
+    """Entries of a channel axis kept (``read``: positions a layer reads, see plan.inputs)."""
+    keep = atom_keep[channels.labels]
+    if read is not None:
+        keep = keep & np.isin(np.arange(len(keep)), read)
+    return int(keep.sum())
+
+
+def _sub_model(graph, block, atom_keep):
+    """``(key, build)``: the block alone at the widths of ``atom_keep``, as a key (equal keys,
+    equal models up to names and weights) and a function that builds it."""
+    plan = PruningPlan.keep_all(graph)
+    shapes = []
+    for t, channels in zip(internals.node_input_tensors(block.nodes[0]), block.records[0].inputs):
+        shape = list(t.shape)
+        if channels is not None:
+            shape[channels.axis] = _width(channels, atom_keep)
+        shapes.append((t, shape[1:]))
+    configs = [lookup(node.operation).prune_config(node.operation, node.operation.get_config(),
+                                                   node_io(record, atom_keep, plan))
+               for node, record in zip(block.nodes, block.records)]
+    key = [[shape for _, shape in shapes],
+           [[type(n.operation).__name__, {k: v for k, v in c.items() if k != "name"}]
+            for n, c in zip(block.nodes, configs)]]
+
+    def build():
+        tensor_map = {id(t): keras.Input(batch_shape=(None, *shape), dtype=t.dtype)
+                      for t, shape in shapes}
+        inputs = list(tensor_map.values())
+        for node, config in zip(block.nodes, configs):
+            with internals.unsafe_deserialization():
+                new = type(node.operation).from_config(config)
+            args, kwargs = internals.node_arguments(node, tensor_map)
+            for t, out in zip(node.outputs, keras.tree.flatten(new(*args, **kwargs))):
+                tensor_map[id(t)] = out
+        outputs = [tensor_map[id(t)] for t in block.nodes[-1].outputs]
+        return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs)
+
+    return json.dumps(key, sort_keys=True, default=str), build
+
+
+def _empty_model():
+    """The smallest model a runtime can call: its time is the fixed per-call overhead."""
+    x = keras.Input((1,))
+    return keras.Model(x, keras.layers.ReLU()(x))
+
+
+def _cache_path(cache_dir, key):
+    directory = pathlib.Path(cache_dir if cache_dir is not None
+                             else pathlib.Path.home() / ".cache" / "keras_biprune" / "latency")
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return directory / f"{key['signature']}-{key['runtime']}-b{key['batch_size']}-{digest}.json"

@@ -1,0 +1,124 @@
+"""The latency model: blocks, tables measured once and cached, predictions that add up.
+
+A deterministic timer (a fixed overhead plus the sub-model's MACs) stands for
+the runtime, so every figure here is exact; real timings are measured by
+``benchmarks/latency_budget.py``.
+"""
+
+import json
+
+import pytest
+
+import keras_biprune as kb
+from keras_biprune.errors import MissingDependencyError, SearchError
+from keras_biprune.evaluate import LatencyModel
+from keras_biprune.evaluate.latency_model import blocks
+from tests import zoo
+
+OVERHEAD = 0.25
+
+
+class MacsTimer:
+    """Milliseconds = OVERHEAD + MACs / 1e6; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, sub_model):
+        self.calls += 1
+        return OVERHEAD + kb.cost(sub_model).macs / 1e6
+
+
+def _build(model, tmp_path, timer=None, **kwargs):
+    return LatencyModel.build(model, **({"runtime": "tf", "batch_size": 8, "round_to": 1,
+                                         "cache_dir": tmp_path, "timer": timer or MacsTimer(),
+                                         "verbose": 0} | kwargs))
+
+
+def test_a_conv_its_batch_norm_and_activation_are_one_block():
+    model = zoo.plain_chain()
+    kinds = [[type(n.operation).__name__ for n in b.nodes] for b in blocks(model, kb.trace(model))]
+    assert kinds[0] == ["Conv2D", "BatchNormalization", "Activation"]
+    assert sum(len(k) for k in kinds) == len(kb.trace(model).records)
+
+
+@pytest.mark.parametrize("name", ["plain_chain", "residual", "depthwise_separable",
+                                  "flatten_dense", "inception"])
+def test_predictions_are_the_sum_of_the_blocks_plus_one_overhead(name, tmp_path):
+    model = getattr(zoo, name)()
+    graph = kb.trace(model)
+    latency = _build(model, tmp_path)
+    assert latency.overhead_ms == pytest.approx(OVERHEAD)
+    for seed in range(3):
+        plan = kb.PruningPlan.random(graph, ratio=0.5, seed=seed)
+        expected = OVERHEAD + kb.cost(graph, plan).macs / 1e6     # MACs are bilinear in widths
+        assert latency.predict(plan) == pytest.approx(expected, rel=1e-9)
+        assert latency.ratio(plan) == pytest.approx(expected / latency.predict(), rel=1e-9)
+
+
+def test_the_tables_are_measured_once_and_cached_by_signature_runtime_and_batch(tmp_path):
+    model = zoo.plain_chain()
+    first = MacsTimer()
+    built = _build(model, tmp_path, first)
+    assert first.calls > 1
+    again = MacsTimer()
+    loaded = _build(model, tmp_path, again)
+    assert again.calls == 0
+    assert loaded.tables == json.loads(json.dumps(built.tables))
+    plan = kb.PruningPlan.random(kb.trace(model), ratio=0.5, seed=0)
+    assert loaded.predict(plan) == pytest.approx(built.predict(plan))
+    for changed in ({"runtime": "tflite"}, {"batch_size": 16}, {"round_to": 4}):
+        timer = MacsTimer()
+        _build(model, tmp_path, timer, **changed)
+        assert timer.calls > 0, changed
+    timer = MacsTimer()
+    _build(zoo.residual(), tmp_path, timer)                 # another signature
+    assert timer.calls > 0
+    assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_widths_are_measured_in_round_to_steps_at_most_max_widths_per_axis(tmp_path):
+    model = zoo.plain_chain()
+    latency = _build(model, tmp_path, round_to=8, max_widths=3)
+    conv = latency.tables[latency.blocks[1].name]           # 8 -> 12 channels
+    assert conv["in"] == [2, 6, 8]                          # steps of 2 (group_step(8, 8))
+    assert conv["out"] == [4, 8, 12]                        # steps of 4 (group_step(12, 8))
+    assert [len(row) for row in conv["ms"]] == [3, 3, 3]
+
+
+def test_a_spent_time_budget_measures_the_rest_at_two_widths(tmp_path):
+    latency = _build(zoo.plain_chain(), tmp_path, time_budget=0.0, max_widths=5)
+    assert all(len(t["in"]) <= 2 and len(t["out"]) <= 2 for t in latency.tables.values())
+
+
+def test_a_runtime_that_is_not_installed_is_named(monkeypatch, tmp_path):
+    import tensorflow as tf
+
+    monkeypatch.delattr(tf.lite, "Interpreter")
+    with pytest.raises(MissingDependencyError, match=r"runtime='tflite'.*tf\.lite\.Interpreter"):
+        LatencyModel.build(zoo.plain_chain(), runtime="tflite", cache_dir=tmp_path, verbose=0)
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(SearchError, match=r"runtime must be one of .*runtime='onnx'"):
+        LatencyModel.build(zoo.plain_chain(), runtime="onnx", cache_dir=tmp_path)
+    with pytest.raises(SearchError, match=r"max_widths=1"):
+        _build(zoo.plain_chain(), tmp_path, max_widths=1)
+
+
+
+@pytest.mark.parametrize("extra, factor", [(2.0, 1.0), (0.0, 0.5)])
+def test_the_fixed_cost_and_scale_are_calibrated_on_the_whole_model(extra, factor, tmp_path):
+    model = zoo.residual()
+
+    def timer(sub_model):                       # the whole model costs more, or less, than
+        if sub_model is model:                  # the sum of its blocks timed alone
+            return OVERHEAD + extra + factor * kb.cost(sub_model).macs / 1e6
+        return OVERHEAD + kb.cost(sub_model).macs / 1e6
+
+    latency = _build(model, tmp_path, timer)
+    assert latency.predict() == pytest.approx(timer(model), rel=1e-9)
+    assert (latency.overhead_ms, latency.scale) == pytest.approx((OVERHEAD + extra, factor))
+    plan = kb.PruningPlan.random(latency.graph, ratio=0.5, seed=0)
+    expected = OVERHEAD + extra + factor * kb.cost(latency.graph, plan).macs / 1e6
+    assert latency.predict(plan) == pytest.approx(expected, rel=1e-9)
