@@ -19,6 +19,7 @@ __all__ = [
     "InputLayer",
     "Operation",
     "application_layer_classes",
+    "first_input_rank",
     "graph_of",
     "input_name",
     "inputs_structure",
@@ -97,6 +98,11 @@ def node_constants(node):
     args, kwargs = node.arguments.convert(lambda x: x)
     flat = keras.tree.flatten((args, kwargs))
     return [x for x in flat if not isinstance(x, keras.KerasTensor)]
+
+
+def first_input_rank(layer):
+    """The rank of the first input of a layer's first call (shared layers too)."""
+    return len(layer._inbound_nodes[0].input_tensors[0].shape)
 
 
 def input_name(tensor):

@@ -20,8 +20,10 @@ class GroupMember:
 
     Attributes:
         layer: path of the layer or operation (``block1/conv``).
-        role: ``"output i"`` (channels it produces or passes on) or
-            ``"input i"`` (channels it reads).
+        role: ``"output i"`` (channels it produces or passes on),
+            ``"input i"`` (channels it reads) or ``"internal key"``
+            (positions inside the layer that no tensor carries, such as
+            the heads of an attention layer).
         index_map: int array over that tensor's channel axis: the group
             position of each entry, or -1 where the entry belongs to another
             group. A ``Dense`` after ``Flatten`` maps H·W entries to each
@@ -152,6 +154,10 @@ class ChannelGraph:
                     for g in np.unique(groups):
                         index_map = np.where(groups == g, self.atom_position[channels.labels], -1)
                         members[g].append(GroupMember(record.path, f"{role} {i}", index_map))
+            for key, channels in record.internal.items():
+                g = self.atom_group[channels.labels[0]]
+                members[g].append(GroupMember(record.path, f"internal {key}",
+                                              self.atom_position[channels.labels]))
 
         self.groups = []
         for g, root in enumerate(group_roots):

@@ -5,6 +5,7 @@ from keras import layers
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import HandlerError
+from keras_biprune.handlers.attention import MultiHeadAttentionHandler
 from keras_biprune.handlers.base import LayerHandler
 from keras_biprune.handlers.channelwise import (
     GlobalPoolingHandler,
@@ -14,6 +15,7 @@ from keras_biprune.handlers.channelwise import (
     SpatialHandler,
 )
 from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler
+from keras_biprune.handlers.normalization import NormalizationHandler
 from keras_biprune.handlers.producers import (
     ConvHandler,
     ConvTransposeHandler,
@@ -39,9 +41,11 @@ _BUILTIN = {
                              layers.Conv3DTranspose],
     DepthwiseConvHandler(): [layers.DepthwiseConv1D, layers.DepthwiseConv2D],
     SeparableConvHandler(): [layers.SeparableConv1D, layers.SeparableConv2D],
-    PerChannelHandler(): [layers.BatchNormalization, layers.LayerNormalization,
-                          layers.GroupNormalization, layers.PReLU, layers.Normalization],
+    PerChannelHandler(): [layers.BatchNormalization, layers.PReLU, layers.Normalization],
+    NormalizationHandler(): [layers.LayerNormalization, layers.GroupNormalization,
+                             layers.RMSNormalization],
     PerChannelHandler(size_key="projection_dim"): _apps["layer_scale"],
+    MultiHeadAttentionHandler(): [layers.MultiHeadAttention],
     RescalingHandler(): [layers.Rescaling],
     PassThroughHandler(): [
         layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Softmax,

@@ -6,8 +6,9 @@ import numpy as np
 from keras_biprune import _keras_internals as internals
 from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
+from keras_biprune.handlers.normalization import channel_keep
 from keras_biprune.handlers.take import Slice, ZeroConsumed
-from keras_biprune.layers import ChannelSelect
+from keras_biprune.layers import ChannelSelect, KeptChannelsReference
 from keras_biprune.plan import checked_plan, kernel_mask, node_io
 
 
@@ -75,8 +76,21 @@ class _Rebuilder:
             config = self.configure(op, op.get_config())
             with internals.unsafe_deserialization():  # copies the user's live Lambda layers
                 new = type(op).from_config(config)
+            new = self._reference(op, new)
         self.new_ops[id(op)] = new
         return new
+
+    def _reference(self, op, new):
+        """In the masked reference, a layer that normalizes across channels runs with
+        statistics over the kept channels (`LayerHandler.masked_call`)."""
+        handler = lookup(op)
+        record = self.records[id(op)]
+        keep = self._io(record).inputs[0] if record.inputs else None
+        if self.prune or not handler.channel_statistics or keep is None or keep.all():
+            return new
+        return KeptChannelsReference(
+            new, handler.masked_call,
+            channel_keep(keep, record.inputs[0].axis, len(record.input_shapes[0])))
 
     def configure(self, op, config):
         """The new layer's config."""
