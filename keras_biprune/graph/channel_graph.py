@@ -11,7 +11,7 @@ import numpy as np
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import PlanMismatchError, UnsupportedModelError
 from keras_biprune.graph.tracer import Tracer
-from keras_biprune.handlers import reads_channels
+from keras_biprune.handlers import lookup, reads_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +206,8 @@ class ChannelGraph:
         (a conv or dense kernel consumes the channels); ``passes_on`` is a
         bool per channel, True where the layer hands the channel on as the
         same group position (batch norm, activations, depthwise convs, adds,
-        pooling, ``Flatten``), so that its readers are the ones that count.
+        pooling, ``Flatten``), so that its readers are the ones that count; a
+        layer that normalizes across channels reads them all itself.
         """
         def keys(labels):
             return self.atom_group[labels] * (len(self.atom_group) + 1) + self.atom_position[labels]
@@ -219,7 +220,10 @@ class ChannelGraph:
                 if channels is None:
                     continue
                 mixes = i == 0 and reads_channels(record)
-                table.append((record, channels.labels, mixes, np.isin(keys(channels.labels), out)))
+                passes_on = np.isin(keys(channels.labels), out)
+                if lookup(record.op).channel_statistics:
+                    passes_on[:] = False  # its statistics read every channel
+                table.append((record, channels.labels, mixes, passes_on))
         return table
 
     def __contains__(self, group_id):

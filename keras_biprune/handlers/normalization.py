@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
+from keras_biprune.errors import HandlerError
 from keras_biprune.handlers.base import Channels, LayerHandler, normalize_axis
 
 
@@ -70,10 +71,19 @@ class NormalizationHandler(LayerHandler):
         return config
 
     def grow_config(self, layer, config, io):
+        """Only instance normalization grows: elsewhere new channels would enter the
+        statistics of the existing ones and change the layer's function."""
         keep = io.inputs[0]
-        if keep is not None and isinstance(layer, keras.layers.GroupNormalization) \
-                and config["groups"] == int(keep.sum()):
-            config["groups"] = len(keep)
+        if keep is None or keep.all():
+            return config
+        if not (isinstance(layer, keras.layers.GroupNormalization)
+                and config["groups"] == int(keep.sum())):
+            raise HandlerError(
+                f"{type(layer).__name__} {layer.name!r} normalizes across channels: new "
+                "channels would change the statistics of the existing ones. Received: a "
+                "group to grow through it. Leave the group's width fixed."
+            )
+        config["groups"] = len(keep)
         return config
 
     def prune_weights(self, layer, weights, io, take):
