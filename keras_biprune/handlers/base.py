@@ -139,6 +139,14 @@ class LayerHandler:
         """
         return ctx.opaque(inputs, f"{type(layer).__name__} has no channel handler")
 
+    def rebuild_config(self, layer, config):
+        """The config to re-create the layer from, before channels are patched.
+
+        The default is ``config`` (``layer.get_config()``); a handler fixes a
+        config that does not round-trip through ``from_config`` here.
+        """
+        return config
+
     def prune_config(self, layer, config, io):
         """Returns ``config`` with channel counts patched for the kept channels."""
         return config

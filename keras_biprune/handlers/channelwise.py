@@ -74,6 +74,29 @@ class GlobalPoolingHandler(LayerHandler):
         return "call"
 
 
+class ReductionHandler(LayerHandler):
+    """``ops.mean``/``max``/``min``/``sum``/``var``/``std`` over non-channel axes
+    (a squeeze-and-excite block's spatial mean): each channel is reduced on its own."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        rank = len(ctx.input_shapes[0])
+        axes = range(rank) if layer.axis is None else _axes(layer.axis, rank)
+        axes = {normalize_axis(a, rank) for a in axes}
+        if x.axis in axes:
+            return ctx.opaque(inputs, f"{type(layer).__name__} reduces over the channel axis")
+        if layer.keepdims:
+            return [x]
+        return [Channels(x.labels, x.axis + sum(1 for a in axes if a > x.axis))]
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
 class PerChannelHandler(LayerHandler):
     """Layers with one weight entry per channel: ``BatchNormalization``,
     ``PReLU``, ``Normalization``, ConvNeXt's ``LayerScale``.

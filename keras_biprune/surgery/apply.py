@@ -73,7 +73,7 @@ class _Rebuilder:
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
         else:
-            config = self.configure(op, op.get_config())
+            config = self.configure(op, lookup(op).rebuild_config(op, op.get_config()))
             with internals.unsafe_deserialization():  # copies the user's live Lambda layers
                 new = type(op).from_config(config)
             new = self._reference(op, new)
