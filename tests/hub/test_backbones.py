@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("keras_hub")
 
-from backbones import BACKBONES  # noqa: E402
-from equivalence import assert_equivalent, assert_keep_all_exact, prunable_share  # noqa: E402
-from zoo import randomize_weights  # noqa: E402
+from backbones import BACKBONES
+from equivalence import assert_equivalent, assert_keep_all_exact, prunable_share
+from zoo import randomize_weights
 
-import keras_biprune as kb  # noqa: E402
+import keras_biprune as kb
 
 
 def _input(model, n=2):
