@@ -81,13 +81,7 @@ class MultiHeadAttentionHandler(LayerHandler):
             keep = io.internal.get(key)
             if keep is not None:
                 config[name] = int(keep.sum())
-        keep_out, keep_query = io.outputs[0], io.inputs[0]
-        if keep_out is not None:
-            query_width = (layer.weights[0].shape[0] if keep_query is None
-                           else int(keep_query.sum()))
-            if config["output_shape"] is not None or int(keep_out.sum()) != query_width:
-                config["output_shape"] = (int(keep_out.sum()),)
-        return config
+        return _output_shape(layer, config, io, lambda keep: int(keep.sum()))
 
     def grow_config(self, layer, config, io):
         grown = [key for key, keep in io.internal.items() if not keep.all()]
@@ -96,7 +90,7 @@ class MultiHeadAttentionHandler(LayerHandler):
                 f"MultiHeadAttention {layer.name!r} cannot grow its {grown}. Received: a "
                 "plan that widens them. Leave attention heads and widths fixed."
             )
-        return self.prune_config(layer, config, io)
+        return _output_shape(layer, config, io, len)
 
     def prune_weights(self, layer, weights, io, take):
         query, value = io.inputs[0], io.inputs[1] if len(io.inputs) > 1 else None
@@ -156,6 +150,18 @@ class MultiHeadAttentionHandler(LayerHandler):
                                    for a in arrays.values()])
         names = ("query", "key") if key == "key_dim" else ("value",)
         return np.concatenate([arrays[n].reshape(-1, arrays[n].shape[-1]) for n in names])
+
+
+def _output_shape(layer, config, io, width):
+    """``config`` with ``output_shape`` set when the output width (``width`` of the
+    output mask) is not the query's, which Keras would default it to."""
+    keep_out, keep_query = io.outputs[0], io.inputs[0]
+    if keep_out is None:
+        return config
+    query = layer.weights[0].shape[0] if keep_query is None else width(keep_query)
+    if config["output_shape"] is not None or width(keep_out) != query:
+        config["output_shape"] = (width(keep_out),)
+    return config
 
 
 def _attended(layer, value_shape):
