@@ -140,6 +140,14 @@ class MultiHeadAttentionHandler(LayerHandler):
             "attention_output/kernel")])
         return kernel.reshape(-1, kernel.shape[-1])
 
+    def input_magnitudes(self, layer):
+        """Query channel ``c`` reaches output channel ``o`` through every head ``h``:
+        the sum over ``h`` of ``sum|query[c, h, :]| * sum|output[h, :, o]|``."""
+        named = dict(zip(_names(layer), layer.weights))
+        query = np.abs(keras.ops.convert_to_numpy(named["query/kernel"])).sum(axis=-1)
+        output = np.abs(keras.ops.convert_to_numpy(named["attention_output/kernel"])).sum(axis=1)
+        return query @ output
+
     def internal_columns(self, layer, key):
         """A head's (or a width position's) query, key and value weights."""
         named = dict(zip(_names(layer), layer.weights))

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from equivalence import assert_equivalent, assert_keep_all_exact
+from equivalence import assert_equivalent, assert_keep_all_exact, prunable_share
 from keras import layers
-from zoo import randomize_weights
+from zoo import ZOO, randomize_weights
 
 import keras_biprune as kb
 from keras_biprune.errors import HandlerError
@@ -88,3 +88,17 @@ def test_heads_do_not_grow():
     wider = grow_model(model, {"q_proj": 2, "mha": 2}, graph)
     assert wider.get_layer("mha").get_config()["num_heads"] == 4
     np.testing.assert_allclose(wider(_inputs()), model(_inputs()), atol=1e-5)
+
+
+def test_a_vit_style_model_has_most_parameters_in_prunable_groups():
+    model = ZOO["transformer"]()
+    graph = kb.trace(model)
+    assert prunable_share(graph) >= 0.8, graph.summary()
+    heads = [g for g in graph.prunable_groups if g.id.endswith(":heads")]
+    assert len(heads) == 2
+    plan = kb.PruningPlan({g.id: [0] for g in heads}, signature=graph.signature)
+    saved = kb.cost(graph).macs - kb.cost(graph, plan).macs
+    # Per block and head: Q/K (6) and V (5) projections over 16 tokens and the
+    # output projection, plus QK^T and AV over 16 x 16 token pairs, for 3 of 4 heads.
+    per_head = 16 * 16 * 6 * 2 + 16 * 16 * 5 + 16 * 5 * 16 + 16 * 16 * (6 + 5)
+    assert saved == 2 * 3 * per_head
