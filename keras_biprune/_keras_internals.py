@@ -9,6 +9,7 @@ import contextlib
 import copy
 import inspect
 import types
+import weakref
 
 import keras
 from keras.src.layers.core.input_layer import InputLayer
@@ -26,6 +27,7 @@ __all__ = [
     "Operation",
     "application_layer_classes",
     "copy_layer",
+    "first_input_rank",
     "graph_of",
     "image_ops",
     "input_name",
@@ -39,6 +41,7 @@ __all__ = [
     "optimizer_slots",
     "output_shapes",
     "outputs_structure",
+    "traced_into",
     "unsafe_deserialization",
 ]
 
@@ -59,14 +62,69 @@ def graph_of(model):
 
     ``nodes`` are the model's non-input nodes in an order where every node comes
     after the nodes producing its inputs (the order Keras itself executes them).
+    A keras-hub block that is a subclassed layer made of Keras layers comes as
+    a node whose operation is its functional view (see `traced_into`), so
+    everything that walks graphs walks into it as into a nested model.
     """
     function = model._functional if isinstance(model, keras.Sequential) else model
     nodes = []
     for depth in sorted(function._nodes_by_depth, reverse=True):
         for node in function._nodes_by_depth[depth]:
             if node.operation is not None and not node.is_input:
-                nodes.append(node)
+                view = traced_into(node)
+                nodes.append(node if view is None else _ViewNode(node, view))
     return list(function.inputs), list(function.outputs), nodes
+
+
+class _ViewNode:
+    """A node of a block, with the block's functional view as its operation."""
+
+    is_input = False
+
+    def __init__(self, node, view):
+        self.operation = view
+        self.arguments = node.arguments
+        self.outputs = node.outputs
+
+
+_VIEWS = weakref.WeakKeyDictionary()
+
+
+def traced_into(node):
+    """The functional view of the keras-hub block called at ``node``, or None.
+
+    keras-hub builds its backbones from subclassed layers (a ViT encoder
+    block, a MobileNet inverted residual block) whose ``call`` only calls
+    Keras layers and ``keras.ops``. Calling that ``call`` on a symbolic input
+    records those calls as a functional model over the block's own sublayers
+    (the same layer objects and variables; the sublayers gain an inbound
+    node, once per block). A block qualifies when its class comes from
+    ``keras_hub``, it is called on one tensor (plus ``training``), and every
+    weight it has belongs to a sublayer its view calls; others stay opaque
+    (or use a registered handler). Views are built once per block.
+    """
+    layer = node.operation
+    if not type(layer).__module__.startswith("keras_hub.") or isinstance(layer, keras.Model):
+        return None
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or set(kwargs) - {"training"}:
+        return None
+    if layer not in _VIEWS:
+        _VIEWS[layer] = _view(layer, args[0])
+    return _VIEWS[layer]
+
+
+def _view(layer, tensor):
+    inputs = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
+                         name=f"{layer.name}_input")
+    try:
+        outputs = layer.call(inputs)
+        view = keras.Model(inputs, outputs, name=layer.name)
+    except Exception:  # noqa: BLE001 - a block that cannot be viewed stays opaque
+        return None
+    if {id(w) for w in layer.weights} - {id(w) for w in view.weights}:
+        return None  # the block computes with weights of its own
+    return view
 
 
 def node_arguments(node, tensor_map):
@@ -124,6 +182,11 @@ def node_constants(node):
     args, kwargs = node.arguments.convert(lambda x: x)
     flat = keras.tree.flatten((args, kwargs))
     return [x for x in flat if not isinstance(x, keras.KerasTensor)]
+
+
+def first_input_rank(layer):
+    """The rank of the first input of a layer's first call (shared layers too)."""
+    return len(layer._inbound_nodes[0].input_tensors[0].shape)
 
 
 def input_name(tensor):

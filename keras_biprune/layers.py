@@ -41,3 +41,35 @@ class ChannelSelect(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "indices": list(self.indices), "axis": self.axis}
+
+
+class KeptChannelsReference(keras.layers.Layer):
+    """Runs a layer as if only the kept channels of its input existed.
+
+    `keras_biprune.surgery.masked_model` wraps a layer that normalizes across
+    channels in one, so the masked reference computes the statistics the slim
+    layer computes (over the kept channels only). Reference models are not
+    meant to be saved: this layer has no config.
+
+    Args:
+        layer: the (built or unbuilt) layer, with the original's full weights.
+        masked_call: ``masked_call(layer, x, keep)``, the handler's
+            `keras_biprune.LayerHandler.masked_call`.
+        keep: 0/1 floats of the input's rank, the channel keep-mask on the
+            channel axis and 1 elsewhere.
+    """
+
+    def __init__(self, layer, masked_call, keep, **kwargs):
+        super().__init__(name=layer.name, **kwargs)
+        self.layer = layer
+        self.masked_call = masked_call
+        self.keep = np.asarray(keep, "float32")
+
+    def build(self, input_shape):
+        self.layer.build(input_shape)
+
+    def call(self, inputs):
+        return self.masked_call(self.layer, inputs, self.keep)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

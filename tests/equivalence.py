@@ -7,6 +7,9 @@ import keras
 import numpy as np
 
 import keras_biprune as kb
+from keras_biprune.handlers import lookup
+from keras_biprune.handlers.take import Slice
+from keras_biprune.plan import node_io
 
 
 def outputs(model, x):
@@ -44,3 +47,20 @@ def assert_save_load(slim, x):
         loaded = keras.saving.load_model(path, safe_mode=False)
     for a, b in zip(outputs(loaded, x), outputs(slim, x)):
         np.testing.assert_array_equal(a, b)
+
+
+def prunable_share(graph):
+    """The share of the model's parameters in prunable groups: weight entries on a
+    channel axis (or an attention head or width) of a group a plan may prune."""
+    total = kb.count_params(graph)
+    fixed = {g.id: [] for g in graph.prunable_groups}
+    atom_keep = graph.atom_keep(fixed)
+    untouched = 0
+    for record in graph.records:
+        if isinstance(record.op, keras.Model) or not getattr(record.op, "weights", None):
+            continue  # a nested model's weights count at its own layers
+        shapes = [np.broadcast_to(np.int8(0), tuple(w.shape)) for w in record.op.weights]
+        io = node_io(record, atom_keep, kb.PruningPlan())
+        kept = lookup(record.op).prune_weights(record.op, shapes, io, Slice(shape_only=True))
+        untouched += sum(int(np.prod(w.shape)) for w in kept)
+    return 1 - untouched / total

@@ -24,13 +24,9 @@ from zoo import randomize_weights
 import keras_biprune as kb
 
 OUTPUT = "model output"
-LAYER_NORM = "LayerNormalization normalizes across channels"
 
 # Families whose only frozen group is the classifier (it reaches the model output).
 FULL = frozenset({OUTPUT})
-# ConvNeXt: every residual stream feeds a LayerNormalization over channels, so
-# only the 4x MLP expansion of each block (pwconv1) is prunable.
-CONVNEXT = frozenset({OUTPUT, LAYER_NORM})
 
 # family, model, input size, frozen reasons allowed, min share of producers
 # (conv/dense layers) in prunable groups, smallest member of its family
@@ -60,8 +56,10 @@ _CASES = [
     ("InceptionResNetV2", "InceptionResNetV2", 75, FULL, 0.9, True),  # min_size 75
     ("NASNet", "NASNetMobile", 32, FULL, 0.9, True),
     ("NASNet", "NASNetLarge", 32, FULL, 0.9, False),
-    ("ConvNeXt", "ConvNeXtTiny", 32, CONVNEXT, 0.25, True),
-    *[("ConvNeXt", f"ConvNeXt{v}", 32, CONVNEXT, 0.25, False)
+    # ConvNeXt: the residual streams prune through LayerNormalization (statistics
+    # over the kept channels) and LayerScale.
+    ("ConvNeXt", "ConvNeXtTiny", 32, FULL, 0.9, True),
+    *[("ConvNeXt", f"ConvNeXt{v}", 32, FULL, 0.9, False)
       for v in ("Small", "Base", "Large", "XLarge")],
     # RegNet is a tf.keras (Keras 2) application; Keras 3 does not ship it.
     ("RegNet", "RegNetX002", 32, FULL, 0.9, True),

@@ -345,6 +345,26 @@ def per_channel_layers(seed=0):
     return _finish(inp, layers.Dense(5)(x), "per_channel_layers", seed)
 
 
+def transformer(seed=0):
+    """ViT-style: Conv2D patch embedding with GroupNormalization(2 groups), tokens,
+    two pre-norm blocks (LayerNormalization, MultiHeadAttention with its own
+    value_dim, residual Add, RMSNormalization, GELU MLP, Add), mean pooling, head."""
+    inp = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 4, strides=4)(inp)
+    x = layers.GroupNormalization(groups=2)(x)
+    x = layers.Reshape((16, 16))(x)
+    for _ in range(2):
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        h = layers.MultiHeadAttention(4, 6, value_dim=5)(h, h)
+        x = layers.Add()([x, h])
+        h = layers.RMSNormalization()(x)
+        h = layers.Dense(32, activation="gelu")(h)
+        x = layers.Add()([x, layers.Dense(16)(h)])
+    x = layers.LayerNormalization()(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return _finish(inp, layers.Dense(5)(x), "transformer", seed)
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -363,6 +383,7 @@ ZOO = {
         channels_first_flatten,
         lambda_freeze,
         per_channel_layers,
+        transformer,
     )
 }
 

@@ -59,10 +59,15 @@ class WeightCriterion(Criterion):
     def sources(self, group, records):
         """Yields ``(index_map, columns)`` for each weighted member of ``group``."""
         for member in group.members:
+            op = records[member.layer].op
             if member.role.startswith("output"):
-                columns = kernel_columns(records[member.layer].op)
-                if columns is not None:
-                    yield member.index_map, columns
+                columns = kernel_columns(op)
+            elif member.role.startswith("internal"):
+                columns = lookup(op).internal_columns(op, member.role.split(" ", 1)[1])
+            else:
+                continue
+            if columns is not None:
+                yield member.index_map, columns
 
     def score_rows(self, rows):
         """Scores of the rows of ``rows`` (one row of weights per position)."""

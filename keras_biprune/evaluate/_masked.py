@@ -11,7 +11,8 @@ import keras
 import numpy as np
 
 from keras_biprune import _backend
-from keras_biprune.handlers import reads_channels
+from keras_biprune.handlers import NodeIO, lookup, reads_channels
+from keras_biprune.handlers.take import Take
 
 
 class MaskedEngine:
@@ -39,15 +40,32 @@ class MaskedEngine:
         self.group_size = max_parallel
         self.batch_size = batch_size
         self.consumers = {}
+        self.statistics = set()
+        self.weight_masks = {}
         self.bn_steps = {}
         for step in program.steps:
             if adaptive_bn and isinstance(step.op, keras.layers.BatchNormalization):
                 self.bn_steps[id(step)] = len(self.bn_steps)
                 continue
             record = graph.record(step.path)
-            if reads_channels(record):
+            if record.internal:
+                self.weight_masks[step.path] = record
+            elif lookup(step.op).channel_statistics and record.inputs[0] is not None:
+                self.consumers[step.path] = record.inputs[0]
+                self.statistics.add(step.path)
+            elif reads_channels(record):
                 self.consumers[step.path] = record.inputs[0]
         self.consumer_paths = sorted(self.consumers)
+        # (path, "input i" or internal key, channels) of every mask a layer with
+        # internal groups gets its weights zeroed by.
+        self.weight_slots = [
+            (path, slot, channels)
+            for path in sorted(self.weight_masks)
+            for slot, channels in [
+                *((f"input {i}", c) for i, c in enumerate(self.weight_masks[path].inputs)
+                  if c is not None),
+                *self.weight_masks[path].internal.items()]
+        ]
         self.calibrates = bool(self.bn_steps)
         self.kernel_paths = ()
         self._functions = {}
@@ -98,18 +116,19 @@ class MaskedEngine:
         padded = list(chunk) + [chunk[-1]] * (self.group_size - len(chunk))
         masks = {path: [] for path in self.consumer_paths}
         kernel_masks = {path: [] for path in self.kernel_paths}
+        slots = {(path, slot): [] for path, slot, _ in self.weight_slots}
         for plan in padded:
             atom_keep = self.graph.atom_keep(plan.keep)
             for path, channels in self.consumers.items():
+                masks[path].append(_read(plan, path, atom_keep[channels.labels]))
+            for path, slot, channels in self.weight_slots:
                 mask = atom_keep[channels.labels]
-                if path in plan.inputs:
-                    mask = mask & np.isin(np.arange(len(mask)), plan.inputs[path])
-                masks[path].append(mask)
+                slots[(path, slot)].append(_read(plan, path, mask) if slot == "input 0" else mask)
             for path in self.kernel_paths:
                 shape = tuple(self.graph.record(path).op.kernel.shape[-2:])
                 kernel_masks[path].append(plan.kernels.get(path, np.ones(shape, bool)))
         as_array = lambda lists: [np.asarray(lists[p], "float32") for p in lists]
-        return as_array(masks), as_array(kernel_masks)
+        return as_array(masks) + as_array(slots), as_array(kernel_masks)
 
     def _function(self, kind):
         key = (kind, self.kernel_paths)
@@ -125,6 +144,9 @@ class MaskedEngine:
     def _forward(self, xs, masks, kernel_masks, stats, kernel_paths, calibrate):
         """One pass of the whole population: the batch tiled once per candidate."""
         population = self.group_size
+        slots = {}
+        for (path, slot, _), mask in zip(self.weight_slots, masks[len(self.consumer_paths):]):
+            slots.setdefault(path, {})[slot] = mask
         masks = dict(zip(self.consumer_paths, masks))
         kernel_masks = dict(zip(kernel_paths, kernel_masks))
         collected = []
@@ -136,7 +158,13 @@ class MaskedEngine:
                                           None if calibrate else stats[bn])
                 collected.append(mean_var)
                 return x
+            if step.path in slots:
+                return per_candidate_weights(step, self.weight_masks[step.path], args, kwargs,
+                                             slots[step.path], population)
             mask = masks.get(step.path)
+            if step.path in self.statistics:
+                return kept_channel_call(step.op, args[0], mask,
+                                         self.consumers[step.path].axis, population)
             if mask is not None:
                 args = (mask_channels(args[0], mask, self.consumers[step.path].axis,
                                        population), *args[1:])
@@ -169,6 +197,64 @@ def mask_channels(x, mask, axis, population):
     view[axis] = mask.shape[-1]
     masked = grouped * keras.ops.cast(keras.ops.reshape(mask, view), x.dtype)
     return keras.ops.reshape(masked, tuple(x.shape))
+
+
+def _read(plan, path, mask):
+    """A consumer's input mask narrowed by the plan's lower-level ``inputs`` mask."""
+    if path in plan.inputs:
+        return mask & np.isin(np.arange(len(mask)), plan.inputs[path])
+    return mask
+
+
+def _per_example(mask, axis, population, x):
+    """Each candidate's channel mask ``(P, C)`` as a 0/1 tensor of ``x``'s rank,
+    one row per example of the stacked batch."""
+    rank = len(x.shape)
+    view = [population] + [1] * rank
+    view[axis] = mask.shape[-1]
+    mask = keras.ops.reshape(keras.ops.cast(mask, x.dtype), view)
+    rows = keras.ops.broadcast_to(mask, [population, x.shape[0] // population] + view[2:])
+    return keras.ops.reshape(rows, [x.shape[0]] + view[2:])
+
+
+def kept_channel_call(layer, x, mask, axis, population):
+    """A layer that normalizes across channels, over each candidate's kept channels
+    (`LayerHandler.masked_call`)."""
+    return lookup(layer).masked_call(layer, x, _per_example(mask, axis, population, x))
+
+
+class _ZeroByTensor(Take):
+    """`ZeroConsumed` with a 0/1 tensor as ``keep``, inside a compiled function."""
+
+    def __call__(self, array, axis, keep, consumed=False):
+        if not consumed or keep is None:
+            return array
+        view = [1] * len(array.shape)
+        view[axis] = array.shape[axis]
+        return array * keras.ops.reshape(keras.ops.cast(keep, array.dtype), view)
+
+
+def per_candidate_weights(step, record, args, kwargs, slots, population):
+    """Runs a layer with internal groups (attention heads) once per candidate, with
+    the weights its handler zeroes for the candidate's masks (no retrace)."""
+    layer = step.op
+    handler = lookup(layer)
+    tensors = [i for i, a in enumerate(args) if keras.ops.is_tensor(a)]
+    outputs = []
+    for p in range(population):
+        io = NodeIO(
+            tuple(None if f"input {i}" not in slots else slots[f"input {i}"][p]
+                  for i in range(len(record.inputs))),
+            (None,) * len(record.outputs), tuple(record.inputs), tuple(record.outputs),
+            internal={key: slots[key][p] for key in record.internal},
+        )
+        weights = handler.prune_weights(layer, list(layer.weights), io, _ZeroByTensor())
+        grouped = [_by_candidate(a, population)[p] if i in tensors else a
+                   for i, a in enumerate(args)]
+        with keras.StatelessScope(state_mapping=list(zip(layer.weights, weights))):
+            outputs.append(keras.tree.flatten(layer(*grouped, **kwargs)))
+    joined = [keras.ops.concatenate(parts, axis=0) for parts in zip(*outputs)]
+    return joined[0] if len(joined) == 1 else joined
 
 
 def per_candidate_kernels(step, args, kwargs, kernel_mask, population):

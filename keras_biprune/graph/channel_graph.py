@@ -12,7 +12,7 @@ from keras_biprune import _keras_internals as internals
 from keras_biprune._validate import check_model
 from keras_biprune.errors import PlanMismatchError, UnsupportedModelError
 from keras_biprune.graph.tracer import Tracer
-from keras_biprune.handlers import reads_channels
+from keras_biprune.handlers import lookup, reads_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +21,10 @@ class GroupMember:
 
     Attributes:
         layer: path of the layer or operation (``block1/conv``).
-        role: ``"output i"`` (channels it produces or passes on) or
-            ``"input i"`` (channels it reads).
+        role: ``"output i"`` (channels it produces or passes on),
+            ``"input i"`` (channels it reads) or ``"internal key"``
+            (positions inside the layer that no tensor carries, such as
+            the heads of an attention layer).
         index_map: int array over that tensor's channel axis: the group
             position of each entry, or -1 where the entry belongs to another
             group. A ``Dense`` after ``Flatten`` maps H·W entries to each
@@ -153,6 +155,10 @@ class ChannelGraph:
                     for g in np.unique(groups):
                         index_map = np.where(groups == g, self.atom_position[channels.labels], -1)
                         members[g].append(GroupMember(record.path, f"{role} {i}", index_map))
+            for key, channels in record.internal.items():
+                g = self.atom_group[channels.labels[0]]
+                members[g].append(GroupMember(record.path, f"internal {key}",
+                                              self.atom_position[channels.labels]))
 
         self.groups = []
         for g, root in enumerate(group_roots):
@@ -205,7 +211,8 @@ class ChannelGraph:
         (a conv or dense kernel consumes the channels); ``passes_on`` is a
         bool per channel, True where the layer hands the channel on as the
         same group position (batch norm, activations, depthwise convs, adds,
-        pooling, ``Flatten``), so that its readers are the ones that count.
+        pooling, ``Flatten``), so that its readers are the ones that count; a
+        layer that normalizes across channels reads them all itself.
         """
         def keys(labels):
             return self.atom_group[labels] * (len(self.atom_group) + 1) + self.atom_position[labels]
@@ -218,7 +225,10 @@ class ChannelGraph:
                 if channels is None:
                     continue
                 mixes = i == 0 and reads_channels(record)
-                table.append((record, channels.labels, mixes, np.isin(keys(channels.labels), out)))
+                passes_on = np.isin(keys(channels.labels), out)
+                if lookup(record.op).channel_statistics:
+                    passes_on[:] = False  # its statistics read every channel
+                table.append((record, channels.labels, mixes, passes_on))
         return table
 
     def __contains__(self, group_id):

@@ -22,6 +22,8 @@ class CallRecord:
 
     ``calls`` lists ``(input_shapes, output_shapes)`` of every call, the first
     included: a shared layer has one record and one entry per call.
+    ``internal`` maps each key of ``ctx.internal`` to the ``Channels`` of
+    positions the operation prunes that no tensor carries (attention heads).
     """
 
     op: object
@@ -31,6 +33,7 @@ class CallRecord:
     input_shapes: list
     output_shapes: list
     calls: list = dataclasses.field(default_factory=list)
+    internal: dict = dataclasses.field(default_factory=dict)
 
 
 class _UnionFind:
@@ -76,6 +79,7 @@ class TraceContext:
         self.input_shapes = input_shapes
         self.output_shapes = output_shapes
         self.constants = constants
+        self.made_internal = {}
 
     def new(self, n, axis=-1, key="out"):
         """Fresh atoms for ``n`` channels this operation produces.
@@ -84,6 +88,17 @@ class TraceContext:
         produces the same channels both times.
         """
         return Channels(self._tracer.new_atoms(self._op, self.path, key, n), axis)
+
+    def internal(self, n, key):
+        """Fresh atoms for ``n`` positions inside the operation that no tensor
+        carries (the heads of an attention layer), under ``key``.
+
+        The plan's keep-mask of these atoms reaches the handler as
+        ``NodeIO.internal[key]``.
+        """
+        channels = self.new(n, -1, key)
+        self.made_internal[key] = channels
+        return channels
 
     def tie(self, a, b):
         """Ties two channel sets position by position. Returns False (and
@@ -171,13 +186,15 @@ class Tracer:
             ins = [env.get(id(t)) for t in tensors]
             path = prefix + op.name
             shapes = ([shape_of(t) for t in tensors], [shape_of(t) for t in node.outputs])
+            internal = {}
             if internals.is_graph_model(op):
                 outs = self._run(op, path + "/", ins, shapes[0])
             else:
-                outs = self._trace_op(op, path, node, shapes, ins)
+                outs, internal = self._trace_op(op, path, node, shapes, ins)
             first = self._record_of.get(id(op))
             if first is None:
-                record = CallRecord(op, path, ins, outs, *shapes, calls=[shapes])
+                record = CallRecord(op, path, ins, outs, *shapes, calls=[shapes],
+                                    internal=internal)
                 self._record_of[id(op)] = record
                 self.records.append(record)
             elif getattr(op, "weights", None):
@@ -210,7 +227,7 @@ class Tracer:
                     f"{type(handler).__name__}.trace labelled {len(channels)} channels on "
                     f"axis {channels.axis} of {path}'s output of shape {t.shape}."
                 )
-        return outs
+        return outs, ctx.made_internal
 
 
 def _shapes(model, inputs, input_shapes):

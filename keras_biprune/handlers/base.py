@@ -14,7 +14,15 @@ A handler knows these things about one layer class:
   (weight criteria, lower-level seeding), ``scores_inputs`` and
   ``rearranges_only`` (where activation criteria read a group's channels);
 * for lower-level plans (optional): ``masks_kernel``;
-* for the evaluator's sliced engine (optional): ``sliced_kind``.
+* for the evaluator's sliced engine (optional): ``sliced_kind``;
+* for layers whose output depends on which channels exist, not only on
+  their values (normalization across channels): ``masked_call``, the
+  masked reference computation.
+
+A layer may also prune positions that no tensor carries (the heads and head
+widths of an attention layer): ``ctx.internal`` makes atoms for them, the
+plan's masks of those atoms reach the handler in ``NodeIO.internal``, and
+weight criteria score them through ``internal_columns``.
 
 Every consumer asks the handler, never the layer class, so registering a
 handler gives a custom layer each of these capabilities.
@@ -63,6 +71,9 @@ class NodeIO:
         output_channels: the traced ``Channels`` (or ``None``) of each output.
         kernel: the plan's per-filter mask of this layer's kernel (bool, shape
             ``kernel.shape[-2:]`` of the original layer), or ``None``.
+        internal: ``{key: bool keep-mask}`` of the atoms the layer made with
+            ``ctx.internal(n, key)`` (positions no tensor carries, such as
+            attention heads); a missing key keeps all.
     """
 
     inputs: tuple
@@ -70,6 +81,7 @@ class NodeIO:
     input_channels: tuple
     output_channels: tuple
     kernel: np.ndarray | None = None
+    internal: dict = dataclasses.field(default_factory=dict)
 
 
 class LayerHandler:
@@ -114,6 +126,7 @@ class LayerHandler:
     scores_inputs = False
     rearranges_only = False
     masks_kernel = False
+    channel_statistics = False
 
     def trace(self, layer, inputs, ctx):
         """Returns the ``Channels`` (or ``None``) of each output tensor.
@@ -125,6 +138,14 @@ class LayerHandler:
                 ``ctx.input_shapes``, ``ctx.output_shapes``, ``ctx.node``.
         """
         return ctx.opaque(inputs, f"{type(layer).__name__} has no channel handler")
+
+    def rebuild_config(self, layer, config):
+        """The config to re-create the layer from, before channels are patched.
+
+        The default is ``config`` (``layer.get_config()``); a handler fixes a
+        config that does not round-trip through ``from_config`` here.
+        """
+        return config
 
     def prune_config(self, layer, config, io):
         """Returns ``config`` with channel counts patched for the kept channels."""
@@ -194,6 +215,36 @@ class LayerHandler:
         Weight criteria (L1, L2, FPGM) score these. The default, None, means
         the layer has no such kernel (biases are not scored).
         """
+
+    def internal_columns(self, layer, key):
+        """Weights per position of the atoms made with ``ctx.internal(n, key)``.
+
+        Returns ``(weights per position, positions)`` (an attention head's
+        query, key and value columns), scored by the weight criteria like
+        `kernel_columns`. The default, None, means there are none.
+        """
+
+    def masked_call(self, layer, x, keep):
+        """The masked reference of a layer whose output depends on which channels exist.
+
+        `keras_biprune.surgery.masked_model` and the evaluator's batched
+        engine zero pruned channels where a conv or dense layer reads them;
+        a layer that computes statistics across channels (layer, group or RMS
+        normalization) would still see the pruned ones. Such a handler
+        implements this method: the layer's output on ``x`` as if only the
+        channels where ``keep`` is 1 existed (what the slim layer computes on
+        the kept channels; the pruned channels' outputs are never read).
+        Called only when `channel_statistics` is True.
+
+        Args:
+            layer: the layer (with the full, unsliced weights).
+            x: its input tensor, possibly with extra leading axes (the
+                evaluator stacks candidates in front of the batch).
+            keep: a float tensor of 0 and 1 that broadcasts against ``x``,
+                with the channel entries on ``x``'s channel axis.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets channel_statistics "
+                                  "and must implement masked_call")
 
     def input_magnitudes(self, layer):
         """``|weights|`` linking each input channel to each filter: ``(inputs, filters)``.

@@ -96,10 +96,32 @@ class GlobalPoolingHandler(LayerHandler):
         return "call"
 
 
+class ReductionHandler(LayerHandler):
+    """``ops.mean``/``max``/``min``/``sum``/``var``/``std`` over non-channel axes
+    (a squeeze-and-excite block's spatial mean): each channel is reduced on its own."""
+
+    rearranges_only = True
+
+    def trace(self, layer, inputs, ctx):
+        x = inputs[0]
+        if x is None:
+            return [None]
+        rank = len(ctx.input_shapes[0])
+        axes = range(rank) if layer.axis is None else _axes(layer.axis, rank)
+        axes = {normalize_axis(a, rank) for a in axes}
+        if x.axis in axes:
+            return ctx.opaque(inputs, f"{type(layer).__name__} reduces over the channel axis")
+        if layer.keepdims:
+            return [x]
+        return [Channels(x.labels, x.axis + sum(1 for a in axes if a > x.axis))]
+
+    def sliced_kind(self, layer):
+        return "call"
+
+
 class PerChannelHandler(LayerHandler):
     """Layers with one weight entry per channel: ``BatchNormalization``,
-    ``PReLU``, ``Normalization``, ``GroupNormalization(groups=channels)``, and
-    ``LayerNormalization`` over non-channel axes (nothing to slice then).
+    ``PReLU``, ``Normalization``, ConvNeXt's ``LayerScale``.
 
     Every weight of rank ≥ 1 is sliced on its channel axis: the tensor's channel
     axis when the weight is shaped like the input (PReLU's alpha), else its last.
@@ -119,18 +141,6 @@ class PerChannelHandler(LayerHandler):
             return [None]
         rank = len(ctx.input_shapes[0])
         name = type(layer).__name__
-        if name == "LayerNormalization":
-            if x.axis in _axes(layer.axis, rank):
-                ctx.freeze(x, "LayerNormalization normalizes across channels")
-            return [x]
-        if name == "GroupNormalization":
-            size = ctx.input_shapes[0][x.axis]
-            if layer.groups not in (-1, size):
-                ctx.freeze(x, f"GroupNormalization(groups={layer.groups}) normalizes "
-                              "across the channels of each group")
-            elif normalize_axis(layer.axis, rank) != x.axis:
-                ctx.freeze(x, "GroupNormalization axis is not the channel axis")
-            return [x]
         if name == "PReLU":
             shared = {normalize_axis(a, rank) for a in (layer.shared_axes or [])}
             if x.axis in shared:
@@ -144,8 +154,6 @@ class PerChannelHandler(LayerHandler):
         keep = io.inputs[0]
         if keep is None:
             return config
-        if type(layer).__name__ == "GroupNormalization" and config["groups"] == len(keep):
-            config["groups"] = int(keep.sum())  # one group per channel
         if self.size_key is not None:
             config[self.size_key] = int(keep.sum())
         for key in ("mean", "variance"):
@@ -166,15 +174,11 @@ class PerChannelHandler(LayerHandler):
                     "its config, which new channels have none of. Received: a group to grow "
                     "through it. Adapt the layer after growing, or leave the group's width fixed."
                 )
-        if type(layer).__name__ == "GroupNormalization" and config["groups"] == int(keep.sum()):
-            config["groups"] = len(keep)  # one group per channel
         if self.size_key is not None:
             config[self.size_key] = len(keep)
         return config
 
     def prune_weights(self, layer, weights, io, take):
-        if type(layer).__name__ == "LayerNormalization":
-            return list(weights)
         keep = io.inputs[0]
         return [w if w.ndim == 0 else take(w, self._axis(w, io), keep) for w in weights]
 

@@ -5,16 +5,20 @@ from keras import layers
 
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import HandlerError
+from keras_biprune.handlers import keras_hub
+from keras_biprune.handlers.attention import MultiHeadAttentionHandler
 from keras_biprune.handlers.channelwise import (
     GlobalPoolingHandler,
     InferenceIdentityHandler,
     PadHandler,
     PassThroughHandler,
     PerChannelHandler,
+    ReductionHandler,
     RescalingHandler,
     SpatialHandler,
 )
 from keras_biprune.handlers.couplers import ConcatenateHandler, MergeHandler, SplitHandler
+from keras_biprune.handlers.normalization import NormalizationHandler
 from keras_biprune.handlers.producers import (
     ConvHandler,
     ConvTransposeHandler,
@@ -44,9 +48,11 @@ _BUILTIN = {
                              layers.Conv3DTranspose],
     DepthwiseConvHandler(): [layers.DepthwiseConv1D, layers.DepthwiseConv2D],
     SeparableConvHandler(): [layers.SeparableConv1D, layers.SeparableConv2D],
-    PerChannelHandler(): [layers.BatchNormalization, layers.LayerNormalization,
-                          layers.GroupNormalization, layers.PReLU, layers.Normalization],
+    PerChannelHandler(): [layers.BatchNormalization, layers.PReLU, layers.Normalization],
+    NormalizationHandler(): [layers.LayerNormalization, layers.GroupNormalization,
+                             layers.RMSNormalization],
     PerChannelHandler(size_key="projection_dim"): _apps["layer_scale"],
+    MultiHeadAttentionHandler(): [layers.MultiHeadAttention],
     RescalingHandler(): [layers.Rescaling],
     PassThroughHandler(): [
         layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Softmax,
@@ -84,6 +90,7 @@ _BUILTIN = {
         _np.Maximum, _np.Minimum, *_apps["merge"],
     ],
     ConcatenateHandler(): [layers.Concatenate, _np.Concatenate],
+    ReductionHandler(): [_np.Mean, _np.Max, _np.Min, _np.Sum, _np.Var, _np.Std],
     ReshapeHandler(): [layers.Reshape, _np.Reshape, _np.ExpandDims, _np.Squeeze],
     FlattenHandler(): [layers.Flatten],
     PermuteHandler(): [layers.Permute, _np.Transpose],
@@ -94,10 +101,15 @@ _OPAQUE = InferenceIdentityHandler()
 
 
 class HandlerRegistry:
-    """Maps classes to handlers: exact class first, then the nearest base class."""
+    """Maps classes to handlers: exact class first, then the nearest base class.
 
-    def __init__(self, table):
+    ``by_name`` maps ``module.QualName`` to handlers for classes of optional
+    packages (keras-hub), so those packages are never imported here.
+    """
+
+    def __init__(self, table, by_name):
         self._table = {cls: handler for handler, classes in table.items() for cls in classes}
+        self._by_name = dict(by_name)
 
     def register(self, cls, handler):
         if not isinstance(cls, type):
@@ -115,7 +127,8 @@ class HandlerRegistry:
 
     def lookup(self, op):
         for cls in type(op).__mro__:
-            handler = self._table.get(cls)
+            handler = self._table.get(cls) or self._by_name.get(
+                f"{cls.__module__}.{cls.__qualname__}")
             if handler is not None:
                 return handler
             if cls in (layers.Layer, keras.Model):
@@ -123,4 +136,4 @@ class HandlerRegistry:
         return _OPAQUE
 
 
-REGISTRY = HandlerRegistry(_BUILTIN)
+REGISTRY = HandlerRegistry(_BUILTIN, keras_hub.HANDLERS)

@@ -30,6 +30,7 @@ def node_io(record, atom_keep, plan):
         tuple(record.inputs),
         tuple(record.outputs),
         plan.kernels.get(record.path),
+        {key: atom_keep[c.labels] for key, c in record.internal.items()},
     )
 
 

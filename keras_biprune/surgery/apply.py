@@ -8,8 +8,9 @@ import numpy as np
 from keras_biprune import _keras_internals as internals
 from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
+from keras_biprune.handlers.normalization import channel_keep
 from keras_biprune.handlers.take import Slice, ZeroConsumed
-from keras_biprune.layers import ChannelSelect
+from keras_biprune.layers import ChannelSelect, KeptChannelsReference
 from keras_biprune.plan import checked_plan, kernel_mask, node_io
 from keras_biprune.surgery.layer_copy import SERIALIZATION_ERRORS, carried, recreated
 
@@ -74,10 +75,10 @@ class _Rebuilder:
         if internals.is_graph_model(op):
             tensors = [x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)]
             new = self.model(op, tensors)
-        elif self._carries(op):
-            new = carried(op)
         else:
-            new = recreated(op, lambda config: self.configure(op, config))
+            new = carried(op) if self._carries(op) else recreated(
+                op, lambda config: self.configure(op, lookup(op).rebuild_config(op, config)))
+            new = self._reference(op, new)
         self.new_ops[id(op)] = new
         return new
 
@@ -95,6 +96,18 @@ class _Rebuilder:
         except SERIALIZATION_ERRORS:
             return True  # nothing to patch in a config that cannot be read
         return _same(self.configure(op, copy.deepcopy(config)), config)
+
+    def _reference(self, op, new):
+        """In the masked reference, a layer that normalizes across channels runs with
+        statistics over the kept channels (`LayerHandler.masked_call`)."""
+        handler = lookup(op)
+        record = self.records[id(op)]
+        keep = self._io(record).inputs[0] if record.inputs else None
+        if self.prune or not handler.channel_statistics or keep is None or keep.all():
+            return new
+        return KeptChannelsReference(
+            new, handler.masked_call,
+            channel_keep(keep, record.inputs[0].axis, len(record.input_shapes[0])))
 
     def configure(self, op, config):
         """The new layer's config."""

@@ -132,15 +132,19 @@ def test_lambda_freezes_only_what_it_touches():
     assert len(graph.prunable_groups) >= 2
 
 
-def test_normalization_layers_freeze_when_they_mix_channels():
+def test_normalization_across_channels_prunes_and_group_norm_ties_its_groups():
     model = ZOO["per_channel_layers"]()
     graph = kb.trace(model)
     reasons = " | ".join(g.reason for g in graph.groups if g.reason)
-    assert "LayerNormalization normalizes across channels" in reasons
-    assert "GroupNormalization(groups=2)" in reasons
-    per_channel_gn = next(l for l in model.layers if isinstance(l, layers.GroupNormalization)
-                          and l.groups == l.input.shape[-1])
-    assert any(m.layer == per_channel_gn.name for g in graph.prunable_groups for m in g.members)
+    assert "Normalization" not in reasons
+    norms = {type(l).__name__ + str(getattr(l, "groups", "")): l.name for l in model.layers
+             if isinstance(l, (layers.LayerNormalization, layers.GroupNormalization))}
+    sizes = {key: next(g.size for g in graph.prunable_groups
+                       if any(m.layer == name for m in g.members))
+             for key, name in norms.items()}
+    # GroupNormalization(groups=2) over 8 channels ties its two groups: 4 positions;
+    # groups=-1 (built as groups=8) normalizes each channel on its own.
+    assert sizes == {"LayerNormalization": 8, "GroupNormalization2": 4, "GroupNormalization8": 8}
 
 
 def test_grouped_conv_ties_its_input_blocks():

@@ -38,6 +38,11 @@ def _burned_in(model, plan):
     masked = kb.masked_model(model, kb.PruningPlan(plan.keep))
     for path in set(plan.inputs) | set(plan.kernels):
         layer = _layer_at(masked, path)
+        if isinstance(layer, keras.layers.MultiHeadAttention):  # query (inputs, heads, width)
+            query = layer.weights[0]
+            rows = np.isin(np.arange(query.shape[0]), plan.inputs[path])
+            query.assign(keras.ops.convert_to_numpy(query) * rows[:, None, None])
+            continue
         if isinstance(layer, keras.layers.SeparableConv2D):   # drop inputs before the depthwise
             weight, n_in = layer.depthwise_kernel, layer.depthwise_kernel.shape[-2]
         elif isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (h, w, filters, inputs)
