@@ -299,7 +299,7 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     ranked = [kb.search.Solution(narrow, 0.99, costs[0]),
               kb.search.Solution(wide, 0.5, costs[1])]
     result = kb.search.SearchResult(ranked[0], kb.search.ParetoFront(ranked), [], 2, ranked)
-    monkeypatch.setattr(kb.search.BiLevelSearch, "run", lambda self: result)
+    monkeypatch.setattr(kb.search.BiLevelSearch, "run", lambda self: self._setup() or result)
     pruner = _pruner(trained, target_flops=0.1, finalists=2, finalist_steps=60)
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
     race = pruner.report_["race"]
