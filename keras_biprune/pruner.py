@@ -17,8 +17,14 @@ from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
 from keras_biprune._validate import check_choice, check_int, check_model, check_number
 from keras_biprune.errors import BiPruneError, SearchError
-from keras_biprune.evaluate import Evaluator, LatencyModel, cost
-from keras_biprune.evaluate.runtimes import check_runtime, forward_call, paired
+from keras_biprune.evaluate import (
+    Evaluator,
+    LatencyModel,
+    check_runtime,
+    cost,
+    forward_call,
+    paired,
+)
 from keras_biprune.graph import trace
 from keras_biprune.plan import compose
 from keras_biprune.report import format_report

@@ -5,6 +5,9 @@ from keras_biprune.evaluate.cost_model import Cost, CostReport, cost, count_para
 from keras_biprune.evaluate.evaluator import Evaluator
 from keras_biprune.evaluate.latency_model import LatencyModel
 from keras_biprune.evaluate.racing import Racing
+from keras_biprune.evaluate.runtimes import check_runtime as check_runtime
+from keras_biprune.evaluate.runtimes import forward_call as forward_call
+from keras_biprune.evaluate.runtimes import paired as paired
 from keras_biprune.evaluate.timing import latency
 
 __all__ = [
@@ -17,3 +20,5 @@ __all__ = [
     "count_params",
     "latency",
 ]
+# Also exported, for the pruner and not public API (the `x as x` imports): `check_runtime`,
+# `forward_call` and `paired`, the calls on a runtime its latency check times in turn.

@@ -84,10 +84,11 @@ class _Rebuilder:
 
     def _carries(self, op):
         """True when ``op`` is copied as it is: the plan leaves every channel axis
-        of it whole, or it has no weights and its handler leaves its config as
-        it is (a pass-through layer on fewer channels)."""
+        of it whole (and every position it prunes inside, such as attention
+        heads), or it has no weights and its handler leaves its config as it
+        is (a pass-through layer on fewer channels)."""
         io = self._io(self.records[id(op)])
-        if all(m is None or m.all() for m in (*io.inputs, *io.outputs)):
+        if all(m is None or m.all() for m in (*io.inputs, *io.outputs, *io.internal.values())):
             return True
         if getattr(op, "weights", None):
             return False
