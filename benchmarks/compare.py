@@ -176,7 +176,10 @@ class Bench:
             plan = global_plan(graph, kb.criteria.scores(graph, model, GLOBAL[method]), budget,
                                args.round_to)
         elif method == "pruner":
-            pruner = kb.BiLevelPruner(model, target_flops=budget, random_state=seed, verbose=0)
+            small = {"islands": args.islands, "population_size": args.population,
+                     "generations": args.generations}
+            pruner = kb.BiLevelPruner(model, target_flops=budget, random_state=seed, verbose=0,
+                                      search_kwargs=small if args.quick else None)
             plan = pruner.search(*self.search).plan_
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from keras_biprune._validate import check_number, is_int
+from keras_biprune._validate import check_number
 from keras_biprune.errors import InvalidPlanError, PlanMismatchError
 from keras_biprune.plan.per_layer import takes_input_mask, takes_kernel_mask
 
@@ -369,23 +369,27 @@ def _as_indices(group_id, indices):
             f"Kept indices of group {group_id!r} must be a sequence of ints. "
             f"Received: {indices!r}. Example: [0, 1, 3]."
         )
-    values = list(indices)
-    if not all(is_int(i) for i in values):
+    # Checked as one array: plans are built by the thousand in a search (the budget's repair).
+    listed = None if isinstance(indices, np.ndarray) else list(indices)
+    values = np.asarray(indices if listed is None else listed).ravel()
+    if values.size and (values.dtype.kind not in "iu" or (listed is not None and any(
+            isinstance(i, (bool, np.bool_)) for i in listed))):
         raise InvalidPlanError(
-            f"Kept indices of group {group_id!r} must be ints. Received: {values[:10]!r}."
+            f"Kept indices of group {group_id!r} must be ints. Received: "
+            f"{(listed or values.tolist())[:10]!r}."
         )
-    values = [int(i) for i in values]
-    if any(i < 0 for i in values):
+    values = np.sort(values.astype(np.int64))
+    if values.size and values[0] < 0:
         raise InvalidPlanError(
-            f"Kept indices of group {group_id!r} must be >= 0. Received: {min(values)}."
+            f"Kept indices of group {group_id!r} must be >= 0. Received: {int(values[0])}."
         )
-    if len(set(values)) != len(values):
-        duplicates = sorted({i for i in values if values.count(i) > 1})
+    repeated = values[1:][values[1:] == values[:-1]]
+    if repeated.size:
         raise InvalidPlanError(
-            f"Kept indices of group {group_id!r} contain duplicates. Received: {duplicates}. "
-            "List each kept channel once."
+            f"Kept indices of group {group_id!r} contain duplicates. Received: "
+            f"{sorted(set(repeated.tolist()))}. List each kept channel once."
         )
-    return tuple(sorted(values))
+    return tuple(values.tolist())
 
 
 def checked_plan(graph, plan):
