@@ -11,7 +11,7 @@ import keras_biprune as kb
 
 def outputs(model, x):
     y = model(x, training=False)
-    return [np.asarray(t) for t in keras.tree.flatten(y)]
+    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(y)]
 
 
 def weights_snapshot(model):
