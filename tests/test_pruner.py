@@ -5,6 +5,7 @@ import importlib
 import keras
 import numpy as np
 import pytest
+from backends import ON_TENSORFLOW
 from matplotlib.figure import Figure
 
 import keras_biprune as kb
@@ -93,6 +94,11 @@ def fitted(trained, digits):
 
 def test_export_writes_every_artifact_and_the_plan_replays(fitted, trained, digits, tmp_path):
     _, (x_val, _) = digits
+    if not ON_TENSORFLOW:                      # SavedModel and TFLite are TensorFlow's
+        with pytest.raises(kb.errors.BackendError, match="KERAS_BACKEND=tensorflow"):
+            fitted.export(tmp_path / "out", representative_data=x_val[:64])
+        assert not (tmp_path / "out").exists()
+        return
     paths = fitted.export(tmp_path / "out", representative_data=x_val[:64])
     for key in ("keras", "saved_model", "tflite", "tflite_int8", "plan", "report"):
         assert (tmp_path / "out" / paths[key].split("/")[-1]).exists()
