@@ -170,6 +170,7 @@ def test_filter_granularity_keeps_kernel_zeros_through_fine_tuning(trained, digi
 
 def test_a_dataset_is_split_by_batches(trained, digits):
     (x, y), _ = digits
+    pytest.importorskip("tensorflow")          # a tf.data.Dataset, on any backend
     dataset = kb.datasets.as_dataset(x, y, batch_size=100)
     pruner = _pruner(trained, search_fraction=0.25)
     pruner.fit(dataset, epochs=1)
