@@ -19,12 +19,14 @@ def require_tensorflow(feature):
         )
 
 
-def compile_function(fn):
+def compile_function(fn, variables=()):
     """``fn`` compiled for inference on the current backend: traced once per input shape.
 
-    TensorFlow: ``tf.function``; JAX: ``jax.jit``; PyTorch runs eagerly under
-    ``torch.no_grad`` (its layers' variables require gradients, so eager
-    outputs would otherwise carry an autograd graph NumPy cannot read).
+    TensorFlow: ``tf.function``; JAX: ``jax.jit``, with the current values of
+    ``variables`` (the Keras variables ``fn`` reads) passed in on every call,
+    since a trace would keep the values they had when it ran; PyTorch runs
+    eagerly under ``torch.no_grad`` (its layers' variables require gradients,
+    so eager outputs would otherwise carry an autograd graph NumPy cannot read).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -34,7 +36,14 @@ def compile_function(fn):
     if backend == "jax":
         import jax
 
-        return jax.jit(fn)
+        variables = list(variables)
+
+        @jax.jit
+        def stateless(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        return lambda *args: stateless([v.value for v in variables], *args)
     if backend == "torch":
         import torch
 
