@@ -424,7 +424,7 @@ def test_bad_latency_settings_are_refused_before_any_work(trained, digits, kwarg
 
 
 def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digits, monkeypatch):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     from keras_biprune.errors import MissingDependencyError
 
