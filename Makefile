@@ -18,13 +18,15 @@ PYTEST_ARGS := -n 2 -q
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-slow demo docs lint clean
+.PHONY: help venv test test-slow test-backends demo docs lint clean
 
 help:
 	@echo "Targets:"
 	@echo "  venv       create .venv and pip install -e '.[test]' -c constraints.txt"
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
+	@echo "  test-backends  run the core tests on Keras's JAX and PyTorch backends, in"
+	@echo "             .venv-backends (no TensorFlow); not part of test"
 	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline);"
 	@echo "             installs only the package and its requirements"
 	@echo "  docs       build the documentation site into site/ (mkdocs build --strict)"
@@ -54,6 +56,27 @@ define run_pytest
 	exit $$rc
 endef
 
+# The core suite on the other Keras backends, in its own environment without TensorFlow
+# (the library's core needs none); export and TensorFlow-only features are not core.
+BACKENDS_VENV := .venv-backends
+BACKENDS_STAMP := $(BACKENDS_VENV)/.installed
+BACKENDS := jax torch
+CORE_TESTS := tests/graph tests/handlers tests/surgery tests/criteria tests/evaluate \
+	tests/search tests/test_pruner.py
+
+$(BACKENDS_STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
+	@test -x $(BACKENDS_VENV)/bin/python || $(PY) -m venv $(BACKENDS_VENV)
+	$(BACKENDS_VENV)/bin/python -m pip install -c $(CONSTRAINTS) keras numpy pygad matplotlib \
+	    scikit-learn pytest torch "jax[cpu]"
+	$(BACKENDS_VENV)/bin/python -m pip install --no-deps -e .
+	@touch $@
+
+test-backends: $(BACKENDS_STAMP)
+	@for backend in $(BACKENDS); do \
+	    echo "== KERAS_BACKEND=$$backend"; \
+	    KERAS_BACKEND=$$backend $(BACKENDS_VENV)/bin/python -m pytest -q $(CORE_TESTS) || exit $$?; \
+	done
+
 test: venv
 	$(call run_pytest,$(PYTEST_ENV),)
 
@@ -70,6 +93,6 @@ lint: venv
 	$(VENV)/bin/ruff check keras_biprune tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache site docs/_build
+	rm -rf $(VENV) $(BACKENDS_VENV) build dist *.egg-info .pytest_cache .ruff_cache site docs/_build
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 	find . -path ./.git -prune -o -type f -name '*.py[co]' -exec rm -f {} +

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
-from keras_biprune.errors import DataError, TrainingError
+from keras_biprune.errors import DataError, MissingDependencyError, TrainingError
 
 _FORMS = (
     "an array (x), a tuple (x, y) or (x, y, sample_weight) of arrays, a tf.data.Dataset, "
@@ -217,7 +217,14 @@ def as_dataset(x, y=None, batch_size=32, shuffle=False, seed=None):
     model.fit(as_dataset(x_train, y_train, batch_size=64, shuffle=True, seed=0), epochs=5)
     ```
     """
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise MissingDependencyError(
+            "as_dataset builds a tf.data.Dataset, which needs TensorFlow. Received: no "
+            f"tensorflow module (Keras runs on {keras.backend.backend()!r}). Install "
+            "tensorflow, or pass the arrays to fit as they are."
+        ) from None
 
     data = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if shuffle:

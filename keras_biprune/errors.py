@@ -58,5 +58,9 @@ class QuantizationError(BiPruneError, ValueError):
     """A model cannot be quantized as asked: its Keras 2 rebuild computes otherwise."""
 
 
+class BackendError(BiPruneError, RuntimeError):
+    """A TensorFlow-only feature (SavedModel and TFLite export) was asked of another backend."""
+
+
 class MissingDependencyError(BiPruneError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""

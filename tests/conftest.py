@@ -6,7 +6,18 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow run only with RUN_SLOW=1 or when `-m slow` selects them."""
+    """Tests marked slow run only with RUN_SLOW=1 or when `-m slow` selects them; tests of
+    TensorFlow-only features (marked `tensorflow`, or run with engine='sliced') only on
+    the TensorFlow backend."""
+    from backends import ON_TENSORFLOW
+
+    if not ON_TENSORFLOW:
+        tensorflow_only = pytest.mark.skip(reason="a TensorFlow-only feature: the sliced "
+                                                  "engine, a TensorFlow runtime")
+        for item in items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if "tensorflow" in item.keywords or params.get("engine") == "sliced":
+                item.add_marker(tensorflow_only)
     if os.environ.get("RUN_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with RUN_SLOW=1 (make test-slow)")

@@ -14,7 +14,7 @@ from keras_biprune.plan import node_io
 
 def outputs(model, x):
     y = model(x, training=False)
-    return [np.asarray(t) for t in keras.tree.flatten(y)]
+    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(y)]
 
 
 def weights_snapshot(model):

@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+import sys
 
 import keras
 import numpy as np
@@ -16,6 +17,7 @@ from keras_biprune.datasets import (
     load_fashion_mnist,
     read_idx,
 )
+from keras_biprune.errors import MissingDependencyError
 
 _CODES = {np.dtype("uint8"): 0x08, np.dtype("int32"): 0x0C}
 
@@ -126,6 +128,12 @@ def test_as_dataset_batches_shuffles_and_disables_autotune():
     np.testing.assert_array_equal(xs[:, 0], ys)
     again = np.concatenate([b[1] for b in as_dataset(x, y, 4, True, 0).as_numpy_iterator()])
     np.testing.assert_array_equal(again, ys)
+
+
+def test_as_dataset_without_tensorflow_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)     # import tensorflow fails
+    with pytest.raises(MissingDependencyError, match="needs TensorFlow. Received: no tensorflow"):
+        as_dataset(np.arange(5))
 
 
 def test_as_dataset_inputs_only_in_order():

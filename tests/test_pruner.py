@@ -5,6 +5,7 @@ import importlib
 import keras
 import numpy as np
 import pytest
+from backends import ON_TENSORFLOW
 from matplotlib.figure import Figure
 
 import keras_biprune as kb
@@ -93,6 +94,11 @@ def fitted(trained, digits):
 
 def test_export_writes_every_artifact_and_the_plan_replays(fitted, trained, digits, tmp_path):
     _, (x_val, _) = digits
+    if not ON_TENSORFLOW:                      # SavedModel and TFLite are TensorFlow's
+        with pytest.raises(kb.errors.BackendError, match="KERAS_BACKEND=tensorflow"):
+            fitted.export(tmp_path / "out", representative_data=x_val[:64])
+        assert not (tmp_path / "out").exists()
+        return
     paths = fitted.export(tmp_path / "out", representative_data=x_val[:64])
     for key in ("keras", "saved_model", "tflite", "tflite_int8", "plan", "report"):
         assert (tmp_path / "out" / paths[key].split("/")[-1]).exists()
@@ -164,6 +170,7 @@ def test_filter_granularity_keeps_kernel_zeros_through_fine_tuning(trained, digi
 
 def test_a_dataset_is_split_by_batches(trained, digits):
     (x, y), _ = digits
+    pytest.importorskip("tensorflow")          # a tf.data.Dataset, on any backend
     dataset = kb.datasets.as_dataset(x, y, batch_size=100)
     pruner = _pruner(trained, search_fraction=0.25)
     pruner.fit(dataset, epochs=1)
@@ -417,7 +424,7 @@ def test_bad_latency_settings_are_refused_before_any_work(trained, digits, kwarg
 
 
 def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digits, monkeypatch):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     from keras_biprune.errors import MissingDependencyError
 

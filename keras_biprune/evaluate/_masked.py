@@ -138,7 +138,9 @@ class MaskedEngine:
             def run(xs, masks, kernel_masks, stats):
                 return self._forward(xs, masks, kernel_masks, stats, kernel_paths, calibrate)
 
-            self._functions[key] = _backend.compile_function(run)
+            variables = {id(w): w for step in self.program.steps
+                         for w in getattr(step.op, "weights", ())}
+            self._functions[key] = _backend.compile_function(run, list(variables.values()))
         return self._functions[key]
 
     def _forward(self, xs, masks, kernel_masks, stats, kernel_paths, calibrate):
@@ -262,9 +264,10 @@ def per_candidate_kernels(step, args, kwargs, kernel_mask, population):
     layer = step.op
     grouped = _by_candidate(args[0], population)
     outputs = []
+    weights = [(w, w.value) for w in layer.weights if w is not layer.kernel]  # the outer scope's
     for p in range(population):
         kernel = layer.kernel * keras.ops.cast(kernel_mask[p], layer.kernel.dtype)
-        with keras.StatelessScope(state_mapping=[(layer.kernel, kernel)]):
+        with keras.StatelessScope(state_mapping=[(layer.kernel, kernel), *weights]):
             outputs.append(layer(grouped[p], *args[1:], **kwargs))
     return keras.ops.concatenate(outputs, axis=0)
 

@@ -142,8 +142,9 @@ class Evaluator:
             raise EvaluationError(
                 f"engine must be 'auto', 'batched' or 'sliced'. Received: engine={engine!r}."
             )
-        reason = "the sliced engine needs the TensorFlow backend"
-        if engine != "batched" and keras.backend.backend() == "tensorflow":
+        backend = keras.backend.backend()
+        reason = f"the sliced engine needs the TensorFlow backend (Keras runs on {backend!r})"
+        if engine != "batched" and backend == "tensorflow":
             from keras_biprune.evaluate import _sliced_tf
 
             reason = _sliced_tf.unsupported_reason(program)

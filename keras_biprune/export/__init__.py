@@ -1,7 +1,10 @@
 """Exports a (pruned) model: ``.keras``, SavedModel, TFLite float and int8, plan and report.
 
-The only package of keras_biprune that imports TensorFlow; the quantization-aware
-path (`quantization_aware_tflite`) also needs the ``tfmot`` extra.
+The only package of keras_biprune that imports TensorFlow, inside the functions
+that need it: SavedModel and TFLite export need Keras on the TensorFlow backend
+(elsewhere they raise `BackendError`); ``.keras``, plan and report files are
+written on any backend. The quantization-aware path (`quantization_aware_tflite`)
+also needs the ``tfmot`` extra.
 
 Example:
 
@@ -14,6 +17,7 @@ accuracy = (run_tflite(int8_bytes, x_test).argmax(-1) == y_test).mean()
 """
 
 from keras_biprune.errors import (
+    BackendError,
     ExportError,
     InvalidExportError,
     MissingDependencyError,
@@ -26,6 +30,7 @@ from keras_biprune.export.tflite import run_tflite, to_tflite
 
 __all__ = [
     "ARTIFACTS",
+    "BackendError",
     "ExportError",
     "InvalidExportError",
     "MissingDependencyError",

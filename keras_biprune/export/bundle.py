@@ -5,6 +5,7 @@ import os
 import pathlib
 import shutil
 
+from keras_biprune import _backend
 from keras_biprune.errors import ExportError, InvalidExportError
 from keras_biprune.export.formats import (
     jsonable,
@@ -70,6 +71,8 @@ def export_model(
     Raises:
         ExportError: ``directory`` exists and is not empty, and ``overwrite``
             is False.
+        BackendError: Keras does not run on TensorFlow; export from a process
+            with ``KERAS_BACKEND=tensorflow`` (``save_keras`` works on any backend).
 
     Example:
 
@@ -81,6 +84,7 @@ def export_model(
     paths["tflite_int8"]   # 'slim_export/model_int8.tflite'
     ```
     """
+    _backend.require_tensorflow("export_model (SavedModel and TFLite)")
     directory = pathlib.Path(directory)
     figures = _checked_figures(figures)
     if plan is not None and not isinstance(plan, PruningPlan):

@@ -7,6 +7,7 @@ import pathlib
 import keras
 import numpy as np
 
+from keras_biprune import _backend
 from keras_biprune.errors import InvalidExportError
 from keras_biprune.plan import PruningPlan
 
@@ -67,6 +68,7 @@ def save_saved_model(model, directory):
     layer = keras.layers.TFSMLayer("slim_savedmodel", call_endpoint="serve")
     ```
     """
+    _backend.require_tensorflow("SavedModel export")
     directory = os.fspath(directory)
     model.export(directory, format="tf_saved_model", verbose=False)
     return directory

@@ -12,12 +12,11 @@ import logging
 import os
 
 import numpy as np
-import tensorflow as tf
 
+from keras_biprune import _backend
 from keras_biprune._data import as_dataset
 from keras_biprune._validate import check_int
 from keras_biprune.errors import DataError, InvalidExportError, MissingDependencyError
-from keras_biprune.export import _tf_keras
 from keras_biprune.export.tflite import calibration_samples, convert
 from keras_biprune.layers import ChannelSelect
 
@@ -93,6 +92,11 @@ def quantization_aware_tflite(
     accuracy = (run_tflite(int8_bytes, x_test).argmax(-1) == y_test).mean()
     ```
     """
+    _backend.require_tensorflow("Quantization-aware TFLite export")
+    import tensorflow as tf
+
+    from keras_biprune.export import _tf_keras  # imports TensorFlow
+
     _tf_keras.check_graph_model(model)
     x, y = _training_arrays(x, y)
     loss = _loss(model, loss)
@@ -128,6 +132,8 @@ def _import_tfmot():
     from ``TF_USE_LEGACY_KERAS``; tfmot sets that variable to 1 at import and
     then touches them. Resolving them now keeps them Keras 3 for good.
     """
+    import tensorflow as tf
+
     try:
         for api in (tf, tf.compat.v1):
             dir(api.keras)  # resolves the lazy module while TF_USE_LEGACY_KERAS is unchanged
@@ -144,6 +150,8 @@ def _import_tfmot():
 
 def _quantized_twin(model, tf_keras, tfmot, x):
     """The tfmot-quantized ``tf_keras`` rebuild of ``model``, checked on ``x``."""
+    from keras_biprune.export import _tf_keras  # imports TensorFlow
+
     api = tfmot.quantization.keras
     channel_select = _tf_keras.channel_select_class(tf_keras)
     no_op = _no_op_quantize_config(tfmot)

@@ -8,8 +8,8 @@ import tempfile
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
+from keras_biprune import _backend
 from keras_biprune import _keras_internals as internals
 from keras_biprune._data import batches
 from keras_biprune._stdio import captured_stderr, replay
@@ -52,6 +52,9 @@ def to_tflite(model, path=None, *, quantize=None, representative_data=None, num_
     predictions = run_tflite(int8_bytes, x_test)
     ```
     """
+    _backend.require_tensorflow("TFLite export")
+    import tensorflow as tf
+
     samples = _samples_for(model, quantize, representative_data, num_calibration)
     with tempfile.TemporaryDirectory() as directory:
         model.export(directory, format="tf_saved_model", verbose=False)
@@ -70,6 +73,8 @@ def convert(converter, samples=None):
         samples: ``None``, or a list of calibration inputs for int8 (as
             `calibration_samples` returns).
     """
+    import tensorflow as tf
+
     if samples is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(samples)
@@ -192,6 +197,8 @@ def _interpreter(model):
             f"Received: model={str(model)[:80]!r} of type {type(model).__name__}. "
             "Pass the bytes to_tflite returned, or its path."
         )
+    import tensorflow as tf
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
         return tf.lite.Interpreter(**kwargs)

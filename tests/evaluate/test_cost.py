@@ -166,7 +166,7 @@ def test_custom_handlers_report_macs_through_the_hook():
 
     kb.register_handler(Scale, ScaleHandler())
     inp = keras.Input((5, 5, 3))
-    x = Scale()(layers.Conv2D(6, 1, name="conv")(inp))
+    x = Scale(name="scale")(layers.Conv2D(6, 1, name="conv")(inp))
     graph = kb.trace(keras.Model(inp, layers.Conv2D(2, 1)(x)))
     report = kb.cost(graph, kb.PruningPlan({"conv": [0, 1, 2]}))
     assert report.per_layer["scale"].macs == 3 * 25

@@ -92,7 +92,7 @@ def test_a_spent_time_budget_measures_the_rest_at_two_widths(tmp_path):
 
 
 def test_a_runtime_that_is_not_installed_is_named(monkeypatch, tmp_path):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     monkeypatch.delattr(tf.lite, "Interpreter")
     with pytest.raises(MissingDependencyError, match=r"runtime='tflite'.*tf\.lite\.Interpreter"):

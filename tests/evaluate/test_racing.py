@@ -96,7 +96,7 @@ def test_eliminated_candidates_never_outscore_a_finisher():
     model = ZOO["residual"]()
     data = _self_labelled(model, "mse")
     evaluator = kb.Evaluator(model, data, metric=lambda t, p: -np.sum((t - p) ** 2),
-                             greater_is_better=True, racing=(8, 0.5, 4), engine="sliced",
+                             greater_is_better=True, racing=(8, 0.5, 4), engine="auto",
                              **SETTINGS)
     plans = [kb.PruningPlan.random(evaluator.graph, 0.3, seed=s) for s in range(6)]
     scores = evaluator.evaluate(plans)

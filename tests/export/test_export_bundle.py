@@ -100,3 +100,16 @@ def test_bad_arguments_are_refused_before_writing(slim, tmp_path, kwargs, match)
     with pytest.raises(InvalidExportError, match=match):
         export_model(directory, slim, **kwargs)
     assert not directory.exists()
+
+
+def test_another_backend_is_refused_before_writing(slim, tmp_path, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for export in (lambda: export_model(tmp_path / "slim", slim),
+                   lambda: kb.export.to_tflite(slim),
+                   lambda: kb.export.save_saved_model(slim, tmp_path / "saved")):
+        with pytest.raises(kb.errors.BackendError,
+                           match=r"TensorFlow backend. Received: KERAS_BACKEND='jax'"):
+            export()
+    assert not list(tmp_path.iterdir())
+    kb.export.save_keras(slim, tmp_path / "slim.keras")     # .keras is every backend's
+    assert (tmp_path / "slim.keras").is_file()

@@ -163,13 +163,19 @@ def test_a_registered_layer_gets_criteria_cost_and_the_sliced_engine(registry_sn
     slim = kb.apply_plan(model, plan)
     report = kb.cost(graph, plan)
     assert report.params == slim.count_params()
-    assert report.per_layer["mix"].macs == slim.get_layer("mix").kernel.shape.num_elements()
+    assert report.per_layer["mix"].macs == np.prod(slim.get_layer("mix").kernel.shape)
 
     y = np.random.default_rng(1).normal(size=(24, 4))
-    scores = [kb.Evaluator(model, (x_data, y), metric="mse", batch_size=8, eval_size=16,
-                           calibration_size=8, engine=engine).evaluate([plan])[0]
-              for engine in ("sliced", "batched")]
-    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-4)
+
+    def score(engine):
+        return kb.Evaluator(model, (x_data, y), metric="mse", batch_size=8, eval_size=16,
+                            calibration_size=8, engine=engine).evaluate([plan])[0]
+
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(kb.errors.EvaluationError, match="needs the TensorFlow backend"):
+            score("sliced")
+        return
+    np.testing.assert_allclose(score("sliced"), score("batched"), rtol=1e-4)
 
 
 def test_one_dimensional_resampling_and_pad_keep_channels():
