@@ -462,7 +462,6 @@ class BiLevelPruner(Estimator):
         ``pareto_front_`` are written on the original model (`compose`);
         ``stages_[-1]`` holds the model and plan the full recovery starts from.
         """
-        self._validate()
         self._reset()
         started, graph = time.perf_counter(), self._graph()
         full = cost(graph).macs
