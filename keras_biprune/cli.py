@@ -276,7 +276,8 @@ def demo(args):
     from keras_biprune import demo as demo_module
 
     demo_module.run(out=args.out, data=args.data, preset=args.preset,
-                    target_flops=args.target_flops, seed=args.seed)
+                    target_flops=args.target_flops, target_latency=args.target_latency,
+                    seed=args.seed)
 
 
 # ------------------------------------------------------------------ the parser
@@ -415,6 +416,10 @@ def build_parser():
     d.add_argument("--target-flops", type=_number(float, 0, 1, low_open=True),
                    default=pruner["target_flops"], metavar="R",
                    help="share of the FLOPs to keep, in (0, 1] " + _default(pruner["target_flops"]))
+    d.add_argument("--target-latency", type=_number(float, 0, 1, low_open=True, none=True),
+                   default=_defaults.DEMO_TARGET_LATENCY, metavar="R",
+                   help="share of the TensorFlow latency at batch 64 to keep, or none for the "
+                        "FLOPs budget alone " + _default(_defaults.DEMO_TARGET_LATENCY))
     d.add_argument("--seed", type=_number(int, 0), default=0, metavar="N",
                    help="random seed " + _default(0))
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -3,7 +3,10 @@
 Run with ``keras-biprune demo`` (or ``make demo``). It trains a small
 residual CNN on Fashion-MNIST when its files are on this machine (Debian's
 ``dataset-fashion-mnist``), else on scikit-learn's digits; prunes it with
-the bi-level search to half the FLOPs; fine-tunes it; prints the
+the bi-level search to half the FLOPs and at most `TARGET_LATENCY` of its
+TensorFlow latency at the demo's batch size (fewer FLOPs alone do not make a
+model that much faster: the latency budget picks the widths that do);
+fine-tunes it; prints the
 before/after table (parameters, MACs, accuracy, measured CPU latency) and
 writes the export directory (``.keras``, SavedModel, TFLite float and int8,
 plan, report, plots).
@@ -18,10 +21,12 @@ import numpy as np
 import keras_biprune as kb
 from keras_biprune import _defaults
 from keras_biprune.datasets import DatasetUnavailableError, load_digits, load_fashion_mnist
+from keras_biprune.evaluate.runtimes import forward_call, paired
 
 PRESETS = _defaults.DEMO_PRESETS
 BATCH_SIZE = 64
 FASHION_MNIST_IMAGES = 12000     # of the 60,000, so that the default preset stays in minutes
+TARGET_LATENCY = _defaults.DEMO_TARGET_LATENCY     # of the TensorFlow latency at BATCH_SIZE
 
 
 def build_model(input_shape, classes=10, width=32):
@@ -78,14 +83,18 @@ def load(data, seed=0):
     return load_digits(seed=seed), "scikit-learn's digits (--data digits)"
 
 
-def run(out="demo_output", data="auto", preset="default", target_flops=0.5, seed=0):
-    """Trains the demo's model, prunes it to ``target_flops``, prints the tables, exports.
+def run(out="demo_output", data="auto", preset="default", target_flops=0.5,
+        target_latency=TARGET_LATENCY, seed=0):
+    """Trains the demo's model, prunes it to its budgets, prints the tables, exports.
 
     Args:
         out: export directory (an earlier demo's files are replaced).
         data: ``"auto"``, ``"digits"`` or ``"fashion_mnist"`` (see `load`).
         preset: a key of `PRESETS`: training steps and search settings.
         target_flops: share of the FLOPs to keep.
+        target_latency: share of the TensorFlow latency at `BATCH_SIZE` to keep
+            (predicted by a `keras_biprune.evaluate.LatencyModel` measured on
+            this machine), or None for the FLOPs budget alone.
         seed: seed of the data split, the training, the search.
 
     Returns:
@@ -100,8 +109,9 @@ def run(out="demo_output", data="auto", preset="default", target_flops=0.5, seed
     model = train(x_train, y_train, epochs, seed)
     print(f"Trained {model.name} for {epochs} epochs in {time.perf_counter() - started:.0f} s.")
 
-    pruner = kb.BiLevelPruner(model, target_flops=target_flops, search_kwargs=search,
-                              random_state=seed, verbose=1)
+    pruner = kb.BiLevelPruner(model, target_flops=target_flops, target_latency=target_latency,
+                              runtime="tf", latency_batch_size=BATCH_SIZE,
+                              search_kwargs=search, random_state=seed, verbose=1)
     pruner.fit(x_train, y_train, validation_data=(x_test, y_test), batch_size=BATCH_SIZE,
                epochs=epochs, verbose=2)
     print()
@@ -126,11 +136,16 @@ def train(x, y, epochs, seed=0, verbose=2):
 
 
 def table(original, pruned):
-    """Prints measured CPU latency of both models (ms, batch 1 and 64)."""
+    """Prints the TensorFlow latency of both models (ms, batch 1 and `BATCH_SIZE`).
+
+    The two models are timed call by call in turn
+    (`keras_biprune.evaluate.runtimes.paired`), so their ratio holds on a busy
+    machine.
+    """
     print(f"\n{'CPU latency (ms)':22}{'original':>14}{'pruned':>14}{'ratio':>8}")
-    for batch in (1, 64):
-        before = kb.evaluate.latency(original, batch_size=batch)
-        after = kb.evaluate.latency(pruned, batch_size=batch)
+    for batch in (1, BATCH_SIZE):
+        before, after = paired([forward_call(m, "tf", batch) for m in (original, pruned)],
+                               rounds=5)
         print(f"{'batch ' + str(batch):22}{before:>14.2f}{after:>14.2f}{after / before:>8.2f}")
 
 

@@ -6,7 +6,6 @@ import keras
 
 from keras_biprune import demo
 from keras_biprune.datasets import load_digits
-from keras_biprune.search.space import BAND
 
 
 def test_digits_split_is_reproducible_and_disjoint():
@@ -17,12 +16,15 @@ def test_digits_split_is_reproducible_and_disjoint():
     assert set(ya) == set(range(10)) and set(yb) <= set(range(10))
 
 
-def test_demo_prunes_to_half_the_flops_and_exports(tmp_path, capsys):
+def test_demo_prunes_to_its_flops_and_latency_budgets_and_exports(tmp_path, capsys):
     pruner = demo.run(out=str(tmp_path), data="digits", preset="quick")
     out = capsys.readouterr().out
     assert "CPU latency (ms)" in out and "val accuracy" in out
     report = json.loads((tmp_path / "report.json").read_text())
-    assert 0.5 - BAND <= report["flops_kept"] <= 0.5
+    assert report["flops_kept"] <= 0.5
+    latency = report["latency"]
+    assert (latency["runtime"], latency["batch_size"]) == ("tf", demo.BATCH_SIZE)
+    assert latency["predicted"] <= demo.TARGET_LATENCY and latency["measured"] > 0
     slim = keras.saving.load_model(tmp_path / "model.keras")
     assert slim.count_params() == report["params"]["pruned"] < report["params"]["original"]
     assert pruner.pruned_model_.count_params() == slim.count_params()
