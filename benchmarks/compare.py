@@ -16,6 +16,16 @@ learning rate cosine-decayed to 0, distillation from the unpruned model,
 ``--finetune-epochs`` epochs, no early stopping: the test set is not looked
 at); its rows go to ``compare_recovery.json`` by default.
 
+``--measure latency`` makes the budgets shares of the latency on
+``--runtime`` at ``--latency-batch`` (predicted by a
+`keras_biprune.evaluate.LatencyModel` built once per model on this machine)
+instead of the FLOPs: the criteria's plans are repaired to it, ``pruner`` and
+``bilevel-layer`` search under it, ``nsga2`` takes the best front plan whose
+predicted latency fits, and ``pruner-flops`` is `BiLevelPruner`'s FLOPs
+search at the FLOPs an L1 plan at that latency keeps: quality at equal
+latency. Rows go to ``latency_quality.json`` by default, and
+``<out>_widths.png`` shows the widths ``pruner`` and ``pruner-flops`` chose.
+
 Methods — ours: ``pruner`` (`BiLevelPruner`'s own search with its defaults,
 the plan ``fit`` would recover), ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
 ``nsga2`` (one search per model and seed; each budget takes the best front
@@ -50,7 +60,7 @@ import numpy as np
 from benchmarks._options import add_size_options, resolve_sizes
 from benchmarks._timing import against, timers
 
-OURS = ("pruner", "bilevel-layer", "bilevel-filter", "nsga2", "blend")
+OURS = ("pruner", "pruner-flops", "bilevel-layer", "bilevel-filter", "nsga2", "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
 GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
 TORCH = ("torch-pruning-l1", "torch-pruning-taylor")
@@ -63,7 +73,9 @@ QUICK = {"islands": 1, "population": 4, "generations": 2, "nsga2_population": 8,
          "latency_runs": 5}
 NAMES = {"vgg_small": "VGG-small", "resnet20": "ResNet-20", "mobilenetv2": "MobileNetV2-small"}
 # The figure's key methods: ours, then the strongest baselines (label, colour, marker, line).
-KEY = {"bilevel-layer": ("bi-level (layer)", "tab:blue", "o", "-"),
+KEY = {"pruner": ("BiLevelPruner", "navy", "*", "-"),
+       "pruner-flops": ("BiLevelPruner, FLOPs budget", "tab:pink", "P", "-"),
+       "bilevel-layer": ("bi-level (layer)", "tab:blue", "o", "-"),
        "bilevel-filter": ("bi-level (filter)", "tab:purple", "D", "-"),
        "nsga2": ("NSGA-II", "tab:cyan", "v", "-"),
        "blend": ("blend", "tab:red", "o", "-"),
@@ -93,11 +105,18 @@ def _parse(argv):
     parser.add_argument("--recovery", choices=("short", "full"), default="short",
                         help="short: Adam 5e-4, no distillation (the first protocol); full: "
                              "BiLevelPruner's recovery for every method")
+    parser.add_argument("--measure", choices=("flops", "latency"), default="flops",
+                        help="what the budgets are a share of")
+    parser.add_argument("--runtime", choices=("tf", "tflite"), default="tf",
+                        help="the runtime of --measure latency")
+    parser.add_argument("--latency-batch", type=int, default=64,
+                        help="the batch size of --measure latency")
     parser.add_argument("--report", action="store_true", help="only print tables and plot")
     add_size_options(parser, FULL, QUICK, "compare")
     args = parser.parse_args(argv)
-    args = resolve_sizes(args, FULL, QUICK,
-                         "compare" if args.recovery == "short" else "compare_recovery")
+    name = ("latency_quality" if args.measure == "latency" else
+            "compare" if args.recovery == "short" else "compare_recovery")
+    args = resolve_sizes(args, FULL, QUICK, name)
     quick = args.quick      # digits, vgg_small, budget 0.5, seed 0
     defaults = {"dataset": "digits" if quick else "fashion_mnist",
                 "models": ["vgg_small"] if quick else ["vgg_small", "resnet20", "mobilenetv2"],
@@ -134,7 +153,24 @@ class Bench:
         self.base_accuracy = self.accuracy(self.model)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.timers = {batch: timers(self.model, batch) for batch in (1, 64)}
+        self.latency = (kb.evaluate.LatencyModel.build(
+            self.model, args.runtime, args.latency_batch, round_to=args.round_to,
+            graph=self.graph, verbose=0) if args.measure == "latency" else None)
         self._nsga2, self._plans, self._torch = {}, {}, {}
+
+    def budget(self, target):
+        """The `keras_biprune.search.Budget` of ``target`` in ``--measure``."""
+        from keras_biprune.search import Budget
+
+        return Budget(self.graph, target, self.args.measure, latency_model=self.latency)
+
+    def cost(self, plan):
+        """The plan's kept share in ``--measure``: what the budgets bound."""
+        import keras_biprune as kb
+
+        if self.latency is not None:
+            return self.latency.ratio(plan)
+        return kb.cost(self.graph, plan).ratio_to(self.full).macs
 
     def accuracy(self, model):
         from keras_biprune.datasets import as_dataset
@@ -153,7 +189,7 @@ class Bench:
     def plan(self, method, budget, seed):
         """``(plan, seconds)``: the method's plan under ``budget`` and the time it took."""
         import keras_biprune as kb
-        from keras_biprune.search import BiLevelSearch, Budget, UpperEncoding, calibrate_blend
+        from keras_biprune.search import BiLevelSearch, UpperEncoding, calibrate_blend
 
         args, graph, model = self.args, self.graph, self.model
         if method in TORCH:
@@ -171,39 +207,50 @@ class Bench:
             data = self.search if kb.criteria.get(criterion).requires_data else None
             scores = kb.criteria.scores(graph, model, criterion, data)
             encoding = UpperEncoding(graph, scores, "mask", args.round_to)
-            plan = encoding.decode(encoding.full(), Budget(graph, budget))
+            plan = encoding.decode(encoding.full(), self.budget(budget))
         elif method in GLOBAL:
-            plan = global_plan(graph, kb.criteria.scores(graph, model, GLOBAL[method]), budget,
-                               args.round_to)
-        elif method == "pruner":
+            plan = global_plan(graph, kb.criteria.scores(graph, model, GLOBAL[method]),
+                               self.budget(budget), args.round_to)
+        elif method.startswith("pruner"):
             small = {"islands": args.islands, "population_size": args.population,
                      "generations": args.generations}
-            pruner = kb.BiLevelPruner(model, target_flops=budget, random_state=seed, verbose=0,
-                                      search_kwargs=small if args.quick else None)
+            targets = {"target_flops": budget}
+            if method == "pruner-flops":        # the FLOPs an L1 plan at the latency keeps
+                plan, _ = self.plan("l1", budget, seed)
+                targets = {"target_flops": kb.cost(graph, plan).ratio_to(self.full).macs}
+            elif self.latency is not None:
+                targets = {"target_flops": None, "target_latency": budget,
+                           "runtime": self.latency}
+            pruner = kb.BiLevelPruner(model, random_state=seed, verbose=0,
+                                      search_kwargs=small if args.quick else None, **targets)
             plan = pruner.search(*self.search).plan_
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"
             plan = BiLevelSearch(
-                self.evaluator(seed), target=budget, max_accuracy_drop=None,
+                self.evaluator(seed), target=budget, measure=args.measure,
+                latency_model=self.latency, max_accuracy_drop=None,
                 channel_granularity=granularity, islands=args.islands,
                 population_size=args.population, generations=args.generations,
                 round_to=args.round_to, random_state=seed, verbose=0).run().best.plan
         else:
             front, seconds = self._front(seed)
-            under = [s for s in front if s.cost <= budget + 1e-9]
+            costs = [self.cost(s.plan) for s in front]
+            under = [s for s, c in zip(front, costs) if c <= budget + 1e-9]
             if not under:
                 raise RuntimeError(f"The NSGA-II front has no plan under {budget}: "
-                                   f"costs {front.costs.min():.3f}-{front.costs.max():.3f}")
+                                   f"costs {min(costs):.3f}-{max(costs):.3f}")
             return max(under, key=lambda s: s.score).plan, seconds
         return plan, time.perf_counter() - start
 
     def _front(self, seed):
-        """The NSGA-II front of a seed (searched once, for every budget) and its wall time."""
+        """The NSGA-II front of a seed (searched once, for every budget, on ``--measure``) and
+        its wall time."""
         from keras_biprune.search import NSGA2Search
 
         if seed not in self._nsga2:
             start = time.perf_counter()
             front = NSGA2Search(self.evaluator(seed), max_accuracy_drop=0.9,
+                                measure=self.args.measure, latency_model=self.latency,
                                 population_size=self.args.nsga2_population,
                                 generations=self.args.nsga2_generations,
                                 round_to=self.args.round_to, random_state=seed,
@@ -255,7 +302,9 @@ class Bench:
         ratio = kb.cost(self.graph, plan).ratio_to(self.full)
         widths = {g: len(k) for g, k in plan.keep.items()}
         return {"model": self.name, "dataset": self.args.dataset, "budget": budget, "seed": seed,
-                "method": method, "unpruned_accuracy": self.base_accuracy,
+                "method": method, "measure": self.args.measure,
+                "predicted_latency": None if self.latency is None else self.cost(plan),
+                "unpruned_accuracy": self.base_accuracy,
                 "accuracy_before": before, "accuracy_before_bn": before_bn,
                 "accuracy_after": self.accuracy(slim),
                 "flops": ratio.macs, "sparse_flops": ratio.sparse_macs, "params": ratio.params,
@@ -266,12 +315,12 @@ class Bench:
                 "plan": plan.get_config()}
 
 def global_plan(graph, scores, budget, round_to):
-    """One threshold over every prunable channel's raw score, lowered until the MACs fit.
+    """One threshold over every prunable channel's raw score, lowered until ``budget`` fits.
 
     Keeps the channels scoring at or above the threshold (at least one per
     group), each group's count rounded to ``round_to`` by rank.
     """
-    from keras_biprune.search import Budget, UpperEncoding
+    from keras_biprune.search import UpperEncoding
 
     encoding = UpperEncoding(graph, scores, "mask", round_to)
     values = np.sort(np.concatenate([np.asarray(scores[g.id], float)
@@ -283,7 +332,7 @@ def global_plan(graph, scores, budget, round_to):
                                  for g in graph.prunable_groups])
         return encoding.decode(genome)
 
-    return Budget(graph, budget).fit(plan_at)
+    return budget.fit(plan_at)
 
 
 def plan_from_kept(graph, kept):
@@ -346,6 +395,8 @@ def main(argv=None):
         run(args, result, path)
     report(result["rows"])
     plot(result["rows"], args.out)
+    if args.measure == "latency":
+        plot_widths(result["rows"], args.out)
 
 
 def run(args, result, path):
@@ -531,6 +582,49 @@ def plot(rows, out):
         fig.axes[0].set_ylabel("latency (pruned / unpruned)")
         fig.axes[1].legend(loc="upper left")
         fig.savefig(out + "_latency.png", dpi=110)
+
+
+def plot_widths(rows, out):
+    """``<out>_widths.png``: per model and budget, the width of every channel group that
+    ``pruner`` (latency budget) and ``pruner-flops`` (FLOPs budget) kept, as a share of the
+    original width (seed 0)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    pairs = sorted({(r["model"], r["budget"]) for r in rows if r["method"] == "pruner"
+                    and r["seed"] == 0})
+    if not pairs:
+        return
+    with matplotlib.rc_context({"font.size": 11}):
+        fig = Figure(figsize=(9.0, 2.8 * len(pairs)), layout="constrained")
+        for ax, (model, budget) in zip(fig.subplots(len(pairs), 1, squeeze=False)[:, 0], pairs):
+            kept = {r["method"]: r for r in rows if (r["model"], r["budget"], r["seed"])
+                    == (model, budget, 0) and r["method"] in ("pruner", "pruner-flops")}
+            full = _full_widths(model)
+            groups = list(full)
+            x = np.arange(len(groups))
+            for shift, method in ((-0.2, "pruner"), (0.2, "pruner-flops")):
+                if method in kept:
+                    r = kept[method]
+                    share = [r["widths"].get(g, full[g]) / full[g] for g in groups]
+                    label, color, *_ = KEY[method]
+                    measured = r["latency_ms"]["tf_b64"]
+                    ax.bar(x + shift, share, 0.4, color=color,
+                           label=f"{label}: FLOPs {r['flops']:.2f}, TF b64 latency "
+                                 f"{measured[1] / measured[0]:.2f}")
+            ax.set_xticks(x, groups, rotation=60, ha="right", fontsize=8)
+            ax.set(ylabel="width kept", ylim=(0, 1.5), yticks=[0, 0.25, 0.5, 0.75, 1],
+                   title=f"{NAMES.get(model, model)}, latency budget {budget:.2f}")
+            ax.legend(loc="upper right", fontsize=9)
+        fig.savefig(out + "_widths.png", dpi=110)
+
+
+def _full_widths(model):
+    """``{group id: width}`` of a benchmark model (`benchmarks.models.MODELS`), unpruned."""
+    import keras_biprune as kb
+    from benchmarks.models import MODELS
+
+    return {g.id: g.size for g in kb.trace(MODELS[model]()).prunable_groups}
 
 
 if __name__ == "__main__":
