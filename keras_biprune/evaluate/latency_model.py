@@ -6,13 +6,14 @@ ReLU), which is what a runtime fuses into one kernel. Each block is rebuilt
 alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
-whose input and output widths are free). A plan's latency is the sum of its
-blocks' plus a fixed per-call cost. Both are calibrated on the whole model,
-timed once: what the unpruned model spends beyond the sum of its blocks
-(dispatch of operations within one call) is fixed cost; when the blocks
-alone sum to more than it (each timed call pays for moving its own output),
-they are scaled down to it. Tables are cached on disk, keyed by the model's
-signature and input shapes, the runtime, the batch size and the machine.
+whose input and output widths are free). A plan's latency is a fixed
+per-call cost plus the sum of its blocks' times a scale. Both are fitted to
+two whole models timed in turn, the unpruned one and one pruned to about
+half of every group's width: blocks timed alone miss what a whole call adds
+(dispatch of its operations: a fixed cost) and what it saves or spends
+moving activations between them (in proportion to the work: the scale).
+Tables are cached on disk, keyed by the model's signature and input shapes,
+the runtime, the batch size and the machine.
 """
 
 import hashlib
@@ -34,10 +35,11 @@ from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
 from keras_biprune.plan import PruningPlan, node_io
 from keras_biprune.plan.steps import group_step
+from keras_biprune.surgery import apply_plan
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 2
+_VERSION = 3
 _FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
 
 
@@ -56,7 +58,7 @@ class LatencyModel:
             has one row per input width and one column per output width, with
             the overhead already taken out).
         overhead_ms: the fixed cost of one call of the model.
-        scale: the factor block latencies are multiplied by (at most 1).
+        scale: the factor block latencies are multiplied by.
         seconds: how long measuring the tables took.
         graph: ``kb.trace(model)``, when the caller has it.
 
@@ -155,8 +157,14 @@ class LatencyModel:
                 return cls(model, runtime, batch_size, stored["tables"], stored["overhead_ms"],
                            stored["scale"], stored["seconds"], graph)
         if timer is None:
-            def timer(sub_model):
-                return paired([forward_call(sub_model, runtime, batch_size)])[0]
+            def timer(*models):
+                times = paired([forward_call(m, runtime, batch_size) for m in models],
+                               rounds=5 if len(models) > 1 else 3)
+                return times if len(models) > 1 else times[0]
+            whole = timer
+        else:
+            def whole(*models):
+                return [timer(m) for m in models]
         started = time.perf_counter()
         overhead = timer(_empty_model())
         measured, tables = {}, {}
@@ -168,10 +176,10 @@ class LatencyModel:
                                         _FALLBACK_WIDTHS if spent else max_widths,
                                         measured, timer, overhead)
             progress.update(i + 1, {"timings": len(measured)})
-        blocks_ms = cls(model, runtime, batch_size, tables, 0.0, graph=graph).predict()
-        whole = timer(model)
-        fixed = max(overhead, whole - blocks_ms)
-        scale = min(1.0, (whole - fixed) / blocks_ms) if blocks_ms > 0 else 1.0
+        sums = cls(model, runtime, batch_size, tables, 0.0, graph=graph)
+        half = _half_plan(graph, round_to)
+        fixed, scale = _calibration(sums.predict(), sums.predict(half),
+                                    *whole(model, apply_plan(model, half)), overhead)
         latency = cls(model, runtime, batch_size, tables, fixed, scale,
                       time.perf_counter() - started, graph)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -375,6 +383,31 @@ def _sub_model(graph, block, atom_keep):
         return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs)
 
     return json.dumps(key, sort_keys=True, default=str), build
+
+
+def _half_plan(graph, round_to):
+    """The plan keeping about half of every prunable group, in its ``round_to`` steps."""
+    keep = {}
+    for group in graph.prunable_groups:
+        step = group_step(group.size, round_to)
+        keep[group.id] = np.arange(max(step, step * round(group.size / 2 / step)))
+    return PruningPlan(keep)
+
+
+def _calibration(sum_full, sum_half, ms_full, ms_half, overhead):
+    """``(fixed, scale)`` with ``fixed + scale * sum`` equal to the whole models' times
+    (sums: their blocks' summed times; ``overhead``: an empty call, the least fixed cost).
+
+    When the two timings do not determine a positive scale above that fixed
+    cost (noise, or pruning that saves nothing), the line goes through the
+    unpruned model and the empty call.
+    """
+    if sum_full > sum_half and ms_full > ms_half:
+        scale = (ms_full - ms_half) / (sum_full - sum_half)
+        fixed = ms_full - scale * sum_full
+        if fixed >= overhead:
+            return fixed, scale
+    return overhead, (max(ms_full - overhead, 0.0) / sum_full if sum_full > 0 else 1.0)
 
 
 def _empty_model():

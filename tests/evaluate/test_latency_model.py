@@ -107,18 +107,30 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 
-@pytest.mark.parametrize("extra, factor", [(2.0, 1.0), (0.0, 0.5)])
-def test_the_fixed_cost_and_scale_are_calibrated_on_the_whole_model(extra, factor, tmp_path):
+@pytest.mark.parametrize("extra, factor", [(2.0, 1.0), (0.0, 0.5), (0.0, 1.5), (1.0, 1.25)])
+def test_the_fixed_cost_and_scale_are_calibrated_on_whole_models(extra, factor, tmp_path):
     model = zoo.residual()
 
-    def timer(sub_model):                       # the whole model costs more, or less, than
-        if sub_model is model:                  # the sum of its blocks timed alone
+    def timer(sub_model):           # a whole model (unpruned or pruned) costs more, or less,
+        if sub_model.name == model.name:    # than the sum of its blocks timed alone
             return OVERHEAD + extra + factor * kb.cost(sub_model).macs / 1e6
         return OVERHEAD + kb.cost(sub_model).macs / 1e6
 
     latency = _build(model, tmp_path, timer)
     assert latency.predict() == pytest.approx(timer(model), rel=1e-9)
     assert (latency.overhead_ms, latency.scale) == pytest.approx((OVERHEAD + extra, factor))
-    plan = kb.PruningPlan.random(latency.graph, ratio=0.5, seed=0)
-    expected = OVERHEAD + extra + factor * kb.cost(latency.graph, plan).macs / 1e6
-    assert latency.predict(plan) == pytest.approx(expected, rel=1e-9)
+    for seed in range(3):
+        plan = kb.PruningPlan.random(latency.graph, ratio=0.5 + 0.1 * seed, seed=seed)
+        expected = timer(kb.apply_plan(model, plan))
+        assert latency.predict(plan) == pytest.approx(expected, rel=1e-9)
+
+
+def test_timings_that_fit_no_positive_scale_keep_the_empty_call_as_fixed_cost(tmp_path):
+    model = zoo.residual()
+
+    def timer(sub_model):           # pruning saves nothing: every whole model takes 5 ms
+        return 5.0 if sub_model.name == model.name else OVERHEAD + kb.cost(sub_model).macs / 1e6
+
+    latency = _build(model, tmp_path, timer)
+    assert latency.overhead_ms == pytest.approx(OVERHEAD)
+    assert latency.predict() == pytest.approx(5.0, rel=1e-9)
