@@ -1,6 +1,7 @@
 """RayExecutor: an evaluator's populations scored on a pool of Ray actors."""
 
 import collections
+import contextlib
 import importlib
 import logging
 import math
@@ -47,9 +48,10 @@ class RayExecutor:
     goes on. ``faults`` lists what happened.
 
     The executor connects to Ray when an evaluator first uses it:
-    to the cluster at ``address``, or to the one ``ray.init`` already
-    connected this process to, or else it starts a local cluster, which
-    `close` shuts down again.
+    to the one ``ray.init`` already connected this process to, or else to
+    the cluster at ``address`` or a new local one; `close` ends its actors
+    and undoes a connection it made (shutting down a local cluster it
+    started).
 
     Args:
         num_actors: actors in the pool. Default: one per GPU of the cluster
@@ -63,6 +65,10 @@ class RayExecutor:
             actor only its own). Default: 1 when the cluster has GPUs,
             else 0.
         max_retries: times a chunk is run again after its actor died.
+        start_timeout: seconds actors may take to start and load the model
+            (an autoscaling cluster adding a node counts); past them the
+            executor raises (when starting) or gives up the actor (when
+            replacing one).
 
     Attributes:
         actors: the live actors' handles (after the first evaluator).
@@ -76,12 +82,13 @@ class RayExecutor:
     import keras_biprune as kb
     with kb.distributed.RayExecutor(num_actors=2) as executor:
         evaluator = kb.Evaluator(model, (x_val, y_val), executor=executor)
-        result = kb.search.BiLevelSearch(evaluator, target=0.5).run()
+        result = kb.search.BiLevelSearch(evaluator, target=0.5,
+                                         max_accuracy_drop=None).run()
     ```
     """
 
     def __init__(self, num_actors=None, *, address=None, num_cpus=1, num_gpus=None,
-                 max_retries=3):
+                 max_retries=3, start_timeout=300):
         self._ray = _import_ray()
         if num_actors is not None:
             check_int("num_actors", num_actors, 1, EvaluationError, "Or pass None for one "
@@ -94,11 +101,14 @@ class RayExecutor:
             raise EvaluationError(f"num_gpus must be a number >= 0, or None. Received: "
                                   f"num_gpus={num_gpus!r}.")
         check_int("max_retries", max_retries, 0, EvaluationError)
+        check_int("start_timeout", start_timeout, 1, EvaluationError,
+                  expected="a positive int of seconds")
         self.num_actors = num_actors
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_retries = max_retries
+        self.start_timeout = start_timeout
         self.actors = []
         self.faults = []
         self._started_ray = False
@@ -110,7 +120,7 @@ class RayExecutor:
         """The executor's settings (see the class arguments)."""
         return {"num_actors": self.num_actors, "address": self.address,
                 "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                "max_retries": self.max_retries}
+                "max_retries": self.max_retries, "start_timeout": self.start_timeout}
 
     @classmethod
     def from_config(cls, config):
@@ -132,7 +142,9 @@ class RayExecutor:
                 cannot rebuild the evaluator from them.
         """
         ray = self._ray
-        self._connect()
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False)
+            self._started_ray, self.actors = True, []
         try:
             sent = model_bytes(evaluator.model)
         except Exception as error:
@@ -181,12 +193,6 @@ class RayExecutor:
             ray.shutdown()
         self._started_ray = False
 
-    def _connect(self):
-        ray = self._ray
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False)
-            self._started_ray = self.address is None
-
     def _gpus_per_actor(self):
         if self.num_gpus is not None:
             return self.num_gpus
@@ -208,7 +214,16 @@ class RayExecutor:
     def _load(self, actors):
         ray = self._ray
         try:
-            return ray.get([actor.load.remote(self._state) for actor in actors])
+            return ray.get([actor.load.remote(self._state) for actor in actors],
+                           timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError as error:
+            raise EvaluationError(
+                f"{len(actors)} Ray actor(s) did not start and load the model within "
+                f"start_timeout={self.start_timeout} s. Received: a cluster with "
+                f"{ray.cluster_resources()} for actors of num_cpus={self.num_cpus}, num_gpus="
+                f"{self._gpus_per_actor()} each. Ask for fewer actors or resources, or raise "
+                "start_timeout."
+            ) from error
         except ray.exceptions.RayTaskError as error:
             cause = error.cause if error.cause is not None else error
             raise EvaluationError(
@@ -222,12 +237,18 @@ class RayExecutor:
     def _replace(self, actor):
         """A new, loaded actor for a dead one, or None when none can be started."""
         self.actors.remove(actor)
+        fresh = None
         try:
             fresh = self._new_actor()
             self._load([fresh])
-        except (self._ray.exceptions.RayError, ConnectionError, RuntimeError) as error:
+        except (self._ray.exceptions.RayError, EvaluationError, ConnectionError,
+                RuntimeError) as error:
             # the cluster is gone, or has no room for an actor any more
             logger.warning("RayExecutor cannot start an actor: %s", error)
+            if fresh is not None:
+                with contextlib.suppress(self._ray.exceptions.RayError, ConnectionError,
+                                         RuntimeError):
+                    self._ray.kill(fresh)
             return None
         self.actors.append(fresh)
         return fresh
@@ -241,7 +262,7 @@ class RayExecutor:
                 a chunk's actor died more than ``max_retries`` times.
         """
         ray = self._ray
-        if not ray.is_initialized():
+        if self._evaluator is not None and not ray.is_initialized():
             raise EvaluationError(
                 "The Ray cluster of this RayExecutor is gone (Ray was shut down in this "
                 "process). Received: a call to score after it. A search's checkpoint_dir keeps "
