@@ -19,6 +19,7 @@ if TYPE_CHECKING:   # for type checkers and mkdocstrings; at run time the names 
     from keras_biprune import (
         criteria,
         datasets,
+        distributed,
         errors,
         evaluate,
         export,
@@ -47,8 +48,8 @@ if TYPE_CHECKING:   # for type checkers and mkdocstrings; at run time the names 
 # Names load on first use (PEP 562), so `import keras_biprune` (and the
 # `keras-biprune` command's --help and argument errors) does not import Keras
 # or TensorFlow until something needs them.
-_SUBMODULES = ("criteria", "datasets", "errors", "evaluate", "export", "handlers", "layers",
-               "plotting", "report", "search", "training")
+_SUBMODULES = ("criteria", "datasets", "distributed", "errors", "evaluate", "export",
+               "handlers", "layers", "plotting", "report", "search", "training")
 _NAMES = {
     "AdaptivePruner": "keras_biprune.adaptive",
     "BiPruneError": "keras_biprune.errors",
@@ -105,6 +106,7 @@ __all__ = [
     "count_params",
     "criteria",
     "datasets",
+    "distributed",
     "errors",
     "evaluate",
     "export",

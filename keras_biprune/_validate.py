@@ -70,6 +70,22 @@ def check_choice(name, value, choices, error, fix=""):
         raise error(f"{name} must be one of {choices}. Received: {name}={value!r}.{_fix(fix)}")
 
 
+def check_executor(executor, error):
+    """Returns ``executor`` unless it is neither None nor an executor; then raises ``error``.
+
+    An executor scores an evaluator's plans elsewhere: ``start(evaluator)``
+    (ships what its workers need) and ``score(evaluator, plans)`` (one score
+    per plan, in order), as `keras_biprune.distributed.RayExecutor`.
+    """
+    if executor is not None and not all(callable(getattr(executor, method, None))
+                                        for method in ("start", "score")):
+        raise error(
+            "executor must be None (score in this process) or an executor with start and "
+            f"score methods. Received: executor={executor!r}. Use e.g. "
+            "kb.distributed.RayExecutor(num_actors=2).")
+    return executor
+
+
 def check_model(model, who):
     """Raises `UnsupportedModelError` unless ``model`` is a ``keras.Model``.
 

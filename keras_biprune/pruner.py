@@ -15,7 +15,13 @@ from keras_biprune._checks import check_data
 from keras_biprune._data import hold_out
 from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
-from keras_biprune._validate import check_choice, check_int, check_model, check_number
+from keras_biprune._validate import (
+    check_choice,
+    check_executor,
+    check_int,
+    check_model,
+    check_number,
+)
 from keras_biprune.errors import BiPruneError, SearchError
 from keras_biprune.evaluate import (
     Evaluator,
@@ -156,6 +162,11 @@ class BiLevelPruner(Estimator):
             fine-tuning.
         checkpoint_dir: where the search saves its state every generation
             (a rerun resumes).
+        executor: where the search's candidates are scored: None (this
+            process) or an executor such as
+            `keras_biprune.distributed.RayExecutor` (see
+            `keras_biprune.Evaluator`; same scores, needs ``racing=None``).
+            Not saved by `save`: a loaded pruner scores in this process.
         random_state: seed of the data split, the search and the shuffles.
         verbose: 0 silent; 1 a line per phase and progress (redrawn in place on a
             terminal, plain lines elsewhere); 2 plain lines everywhere.
@@ -190,7 +201,7 @@ class BiLevelPruner(Estimator):
                  racing=None, search_kwargs=None, n_select=3, finalists=1, finalist_steps=100,
                  steps=1, stage_steps=300, compile_kwargs=None, temperature=4.0,
                  alpha=0.5, schedule="cosine", patience=3, recalibrate_bn=True,
-                 checkpoint_dir=None, random_state=0, verbose=1):
+                 checkpoint_dir=None, executor=None, random_state=0, verbose=1):
         self.model = model
         self.method = method
         self.target_flops = target_flops
@@ -220,6 +231,7 @@ class BiLevelPruner(Estimator):
         self.patience = patience
         self.recalibrate_bn = recalibrate_bn
         self.checkpoint_dir = checkpoint_dir
+        self.executor = executor
         self.random_state = random_state
         self.verbose = verbose
 
@@ -258,6 +270,7 @@ class BiLevelPruner(Estimator):
                 f"and finalists=1. Received: steps={self.steps}, method={self.method!r}, "
                 f"target_flops={t!r}, finalists={self.finalists}. Use steps=1 for those."
             )
+        check_executor(self.executor, SearchError)
         check_number("search_fraction", self.search_fraction, SearchError, 0, 1, open_low=True,
                      open_high=True)
         owned = sorted(set(self.search_kwargs or {}) & set(_OWN_SEARCH_ARGS))
@@ -378,7 +391,7 @@ class BiLevelPruner(Estimator):
         self.evaluator_ = Evaluator(model, data, metric=self.metric, eval_size=self.eval_size,
                                     calibration_size=self.calibration_size,
                                     adaptive_bn=self.adaptive_bn, racing=self.racing,
-                                    random_state=self.random_state)
+                                    executor=self.executor, random_state=self.random_state)
         main, measure = self._main_target(target)
         criterion = self.criteria
         if criterion == "blend":
@@ -750,6 +763,7 @@ class BiLevelPruner(Estimator):
             params["racing"] = params["racing"].get_config()
         if isinstance(params["runtime"], LatencyModel):      # its tables are in the cache
             params["runtime"] = params["runtime"].runtime
+        params["executor"] = None                            # a pool of workers, not a setting
         self.model.save(os.path.join(directory, "original.keras"))
         self.pruned_model_.save(os.path.join(directory, "pruned.keras"))
         save_report({"format": _FORMAT, "params": params, "plan": self.plan_.get_config(),

@@ -20,6 +20,7 @@ ALLOWED = {
     "search": {"handlers", "graph", "plan", "criteria", "evaluate"},
     "training": {"handlers", "graph", "plan"},
     "export": {"plan"},
+    "distributed": {"handlers", "graph", "plan", "evaluate"},
 }
 ANYWHERE = {"errors", "layers"}
 

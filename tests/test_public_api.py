@@ -6,7 +6,7 @@ import pytest
 
 import keras_biprune as kb
 
-MODULES = [kb, kb.criteria, kb.search, kb.training, kb.evaluate, kb.export]
+MODULES = [kb, kb.criteria, kb.search, kb.training, kb.evaluate, kb.export, kb.distributed]
 PUBLIC = [(m.__name__, name) for m in MODULES for name in m.__all__
           if inspect.isclass(getattr(m, name)) or inspect.isfunction(getattr(m, name))]
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_biprune._data import samples
-from keras_biprune._validate import check_int
+from keras_biprune._validate import check_executor, check_int
 from keras_biprune.errors import EvaluationError, InvalidPlanError
 from keras_biprune.evaluate._masked import MaskedEngine
 from keras_biprune.evaluate.metric import guess_greater_is_better, resolve_metric
@@ -71,6 +71,12 @@ class Evaluator:
             `keras_biprune.evaluate.Racing`, a tuple ``(first, keep)`` or
             ``(first, keep, growth)``, a dict of those, or ``True`` for
             ``Racing()``.
+        executor: where `evaluate` scores plans: None (this process) or an
+            executor such as `keras_biprune.distributed.RayExecutor`, which
+            sends the model and the drawn subsets to its workers once, here,
+            and maps every population over them; scores are the same.
+            Racing needs all of a population in one process: with an
+            executor, ``racing`` must be None.
         verbose: 0 silent, 1 a progress bar per `evaluate` call.
 
     Attributes:
@@ -86,7 +92,12 @@ class Evaluator:
             ``images_scored`` and ``images_exact`` (what it would cost
             without racing).
         racing: the `Racing` settings, or None.
-        engine: the engine in use, ``"batched"`` or ``"sliced"``.
+        engine: the engine in use, ``"batched"`` or ``"sliced"`` (in this
+            process: an executor's workers choose their own from ``engine``).
+        group_size: candidates the engine runs in one pass (an executor
+            sends populations in multiples of it, so each candidate runs in
+            the same pass as here).
+        executor: the executor, or None.
         x_eval, y_eval: the evaluation subset (lists of arrays, one per
             model input; and the targets).
         x_calibration, y_calibration: the calibration subset.
@@ -106,7 +117,56 @@ class Evaluator:
     def __init__(self, model, data, *, metric="accuracy", batch_size=128, eval_size=1024,
                  calibration_size=256, adaptive_bn=True, max_parallel=None,
                  greater_is_better=None, random_state=0, engine="auto", racing=None,
-                 verbose=0):
+                 executor=None, verbose=0):
+        for name, value in (("eval_size", eval_size), ("calibration_size", calibration_size)):
+            check_int(name, value, 1, EvaluationError, expected="a positive int")
+        self._build(model, {"metric": metric, "batch_size": batch_size,
+                            "adaptive_bn": adaptive_bn, "max_parallel": max_parallel,
+                            "greater_is_better": greater_is_better, "engine": engine,
+                            "racing": racing, "verbose": verbose},
+                    lambda: self._draw(data, eval_size, calibration_size, random_state))
+        self.executor = check_executor(executor, EvaluationError)
+        if executor is not None:
+            if self.racing is not None:
+                raise EvaluationError(
+                    "Racing ranks a whole population in one process, so it cannot run on an "
+                    f"executor. Received: racing={racing!r} with executor="
+                    f"{type(executor).__name__}. Pass racing=None (exact scores).")
+            executor.start(self)
+
+    @classmethod
+    def from_executor_state(cls, model, state):
+        """The evaluator an executor's worker rebuilds from `executor_state` (no executor).
+
+        Args:
+            model: the worker's copy of the evaluator's model.
+            state: what `executor_state` returned.
+
+        Example:
+
+        ```python
+        state = evaluator.executor_state()
+        replica = kb.Evaluator.from_executor_state(model_copy, state)
+        replica.evaluate(plans)          # the same scores as evaluator.evaluate(plans)
+        ```
+        """
+        replica = cls.__new__(cls)
+        replica._build(model, state["settings"],
+                       lambda: replica._set_subsets(*state["subsets"]))
+        replica.executor = None
+        return replica
+
+    def executor_state(self):
+        """What an executor sends its workers: the settings and the drawn subsets (plain data).
+
+        `from_executor_state` rebuilds an evaluator that scores every plan as
+        this one does.
+        """
+        return {"settings": dict(self._settings, racing=None, verbose=0),
+                "subsets": (self.x_eval, self.y_eval, self.x_calibration, self.y_calibration)}
+
+    def _build(self, model, settings, draw):
+        """Checks the settings, traces the model, draws the subsets (``draw()``), picks an engine."""
         self.graph = trace(model)
         if len(model.outputs) != 1:
             raise EvaluationError(
@@ -114,28 +174,33 @@ class Evaluator:
                 f"with {len(model.outputs)} outputs. Wrap it as keras.Model(model.inputs, "
                 "model.outputs[i]) for the output to score."
             )
-        for name, value in (("batch_size", batch_size), ("eval_size", eval_size),
-                            ("calibration_size", calibration_size),
+        batch_size, max_parallel = settings["batch_size"], settings["max_parallel"]
+        for name, value in (("batch_size", batch_size),
                             ("max_parallel", 1 if max_parallel is None else max_parallel)):
             check_int(name, value, 1, EvaluationError, expected="a positive int")
         self.model = model
         self.batch_size = batch_size
-        self.adaptive_bn = bool(adaptive_bn)
+        self.adaptive_bn = bool(settings["adaptive_bn"])
         self.max_parallel = max_parallel or max(1, 2048 // batch_size)
-        self.verbose = verbose
-        self.racing = Racing.coerce(racing)
+        self.verbose = settings["verbose"]
+        self.racing = Racing.coerce(settings["racing"])
         self.n_evaluations = 0
         self.n_images_scored = 0
         self.last_race = None
-        self._draw(data, eval_size, calibration_size, random_state)
-        self._metric, name = resolve_metric(metric, self.y_eval, model.outputs[0].shape)
+        draw()
+        self._metric, name = resolve_metric(settings["metric"], self.y_eval,
+                                            model.outputs[0].shape)
+        greater_is_better = settings["greater_is_better"]
         self.greater_is_better = (
             guess_greater_is_better(name) if greater_is_better is None
             else bool(greater_is_better)
         )
         self._baseline = None
-        self._engine = self._choose_engine(engine, GraphProgram(model))
+        self._engine = self._choose_engine(settings["engine"], GraphProgram(model))
         self.engine = self._engine.name
+        self.group_size = self._engine.group_size
+        self._settings = dict(settings, max_parallel=self.max_parallel,
+                              greater_is_better=self.greater_is_better)
 
     def _choose_engine(self, engine, program):
         if engine not in ("auto", "batched", "sliced"):
@@ -172,10 +237,13 @@ class Evaluator:
                 isinstance(r.op, keras.layers.BatchNormalization) for r in self.graph.records):
             logger.warning("The evaluator calibrates batch norm on its evaluation samples: "
                            "the data has only %d samples.", n)
-        self.x_eval = [a[order[:n_eval]] for a in x]
-        self.y_eval = y[order[:n_eval]]
-        self.x_calibration = [a[calibration] for a in x]
-        self.y_calibration = y[calibration]
+        self._set_subsets([a[order[:n_eval]] for a in x], y[order[:n_eval]],
+                          [a[calibration] for a in x], y[calibration])
+
+    def _set_subsets(self, x_eval, y_eval, x_calibration, y_calibration):
+        self.x_eval, self.y_eval = x_eval, y_eval
+        self.x_calibration, self.y_calibration = x_calibration, y_calibration
+        n_eval = len(y_eval)
         self._eval_batches = [
             [_pad(a[i:i + self.batch_size], self.batch_size) for a in self.x_eval]
             for i in range(0, n_eval, self.batch_size)
@@ -205,8 +273,14 @@ class Evaluator:
             plans eliminated early follow `Racing`'s rules.
         """
         plans = [checked_plan(self.graph, plan) for plan in _as_plans(plans)]
-        self._engine.start(plans)
-        scores = self._race(plans)
+        if self.executor is None:
+            self._engine.start(plans)
+            scores = self._race(plans)
+        else:
+            scores = np.asarray(self.executor.score(self, plans), dtype="float64")
+            self._note_race(len(plans), None, [{"images": len(self.y_eval),
+                                                "candidates": len(plans)}],
+                            list(range(len(plans))))
         self.n_evaluations += len(plans)
         return scores
 
