@@ -11,8 +11,9 @@ import numpy as np
 
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
+from keras_biprune._backend import on_own_devices
 from keras_biprune._checks import check_data
-from keras_biprune._data import hold_out
+from keras_biprune._data import even_split, hold_out
 from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
 from keras_biprune._validate import check_choice, check_int, check_model, check_number
@@ -818,11 +819,15 @@ _OWN_SEARCH_ARGS = {"target": "target_flops", "measure": "target_latency",
 
 
 def _evaluate(model, data):
-    """``model.evaluate`` as a dict, on (x, y) arrays or a dataset."""
-    if isinstance(data, (tuple, list)):
-        return {k: float(v) for k, v in model.evaluate(
-            data[0], data[1], verbose=0, return_dict=True).items()}
-    return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    """``model.evaluate`` as a dict, on (x, y) arrays (in batches a distribution's devices
+    share, `even_split`) or a dataset, on the devices ``model`` is on."""
+    with on_own_devices(model):
+        if isinstance(data, (tuple, list)):
+            x, y = even_split(tuple(data[:2]), 32, "evaluation")
+            results = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+        else:
+            results = model.evaluate(data, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in results.items()}
 
 
 def _kernel_nonzero(layer):
