@@ -224,7 +224,9 @@ class BiLevelPruner(Estimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate(self):
+    def _validate(self, timed=False):
+        """Checks the arguments, then that the runtime is installed (``timed``: also the
+        runtime of a given `LatencyModel`, which fit times the pruned model on)."""
         check_model(self.model, "BiLevelPruner")
         check_choice("method", self.method, METHODS, SearchError)
         t = self.target_flops
@@ -269,6 +271,11 @@ class BiLevelPruner(Estimator):
                 f"instead: " + ", ".join(f"{k} -> {_OWN_SEARCH_ARGS[k]}=" for k in owned) + "."
             )
         compile_config(self.model, self.compile_kwargs)
+        # Whether the runtime is installed here, once the arguments are known to be right: a
+        # runtime named builds its tables on it, and fit times the pruned model on it.
+        if self.target_latency is not None and (timed or not isinstance(self.runtime,
+                                                                         LatencyModel)):
+            check_runtime(getattr(self.runtime, "runtime", self.runtime))
 
     # ------------------------------------------------------------ the steps
     def fit(self, x=None, y=None, *, validation_data=None, search_data=None, distill="auto",
@@ -294,7 +301,7 @@ class BiLevelPruner(Estimator):
             The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``; also
             ``history_``), as ``model.fit`` returns one.
         """
-        self._validate()
+        self._validate(timed=True)
         check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
                    compile_kwargs=self.compile_kwargs)
         x_train, y_train, search_data = self._split(x, y, search_data)
@@ -596,8 +603,6 @@ class BiLevelPruner(Estimator):
                                        "the accuracy")
 
     def _check_latency_settings(self):
-        if not isinstance(self.runtime, LatencyModel):
-            check_runtime(self.runtime)
         check_int("latency_batch_size", self.latency_batch_size, 1, SearchError)
         if self.steps > 1:
             raise SearchError(
