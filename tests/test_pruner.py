@@ -54,6 +54,7 @@ def _pruner(model, **kwargs):
     return kb.BiLevelPruner(model, **(settings | kwargs))
 
 
+@pytest.mark.backends
 def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, digits):
     (x, y), validation = digits
     weights = [np.array(w) for w in trained.get_weights()]

@@ -155,6 +155,7 @@ def test_a_mirrored_strategy_over_two_cpus_trains_the_pruned_model_and_its_teach
 @pytest.mark.skipif(keras.backend.backend() != "jax" or importlib.util.find_spec("jax") is None,
                     reason="a keras.distribution runs on the JAX backend (KERAS_BACKEND=jax, "
                            "make test-backends)")
+@pytest.mark.backends
 def test_data_parallel_over_two_host_devices_trains_the_pruned_model_and_its_teacher():
     report = _run(JAX, KERAS_BACKEND="jax",
                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
