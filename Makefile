@@ -18,7 +18,7 @@ PYTEST_ARGS := -n 2 -q
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-slow test-backends demo docs lint clean
+.PHONY: help venv test test-slow test-backends test-backends-short demo docs lint clean
 
 help:
 	@echo "Targets:"
@@ -26,7 +26,9 @@ help:
 	@echo "  test       run the fast test suite (pytest -n 2)"
 	@echo "  test-slow  run only tests marked slow (RUN_SLOW=1 -m slow)"
 	@echo "  test-backends  run the core tests on Keras's JAX and PyTorch backends, in"
-	@echo "             .venv-backends (no TensorFlow); not part of test"
+	@echo "             .venv-backends (no TensorFlow); long (an hour and more), for manual runs"
+	@echo "  test-backends-short  run the tests marked backends (parity, surgery, evaluator,"
+	@echo "             one search of each kind, a short fit) on JAX and PyTorch; .ci/run runs it"
 	@echo "  demo       run keras-biprune demo (train, prune, export a small CNN offline);"
 	@echo "             installs only the package and its requirements"
 	@echo "  docs       build the documentation site into site/ (mkdocs build --strict)"
@@ -75,6 +77,14 @@ test-backends: $(BACKENDS_STAMP)
 	@for backend in $(BACKENDS); do \
 	    echo "== KERAS_BACKEND=$$backend"; \
 	    KERAS_BACKEND=$$backend $(BACKENDS_VENV)/bin/python -m pytest -q $(CORE_TESTS) || exit $$?; \
+	done
+
+# The sample of the core marked `backends`, a few minutes a backend: what CI runs.
+test-backends-short: $(BACKENDS_STAMP)
+	@for backend in $(BACKENDS); do \
+	    echo "== KERAS_BACKEND=$$backend (-m backends)"; \
+	    KERAS_BACKEND=$$backend $(BACKENDS_VENV)/bin/python -m pytest -q -m backends \
+	        $(CORE_TESTS) tests/training tests/test_backend_parity.py || exit $$?; \
 	done
 
 test: venv

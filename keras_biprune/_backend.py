@@ -1,5 +1,6 @@
-"""The one place that knows how each Keras backend compiles a function."""
+"""The one place that knows how each Keras backend compiles a function and distributes."""
 
+import contextlib
 import functools
 
 import keras
@@ -54,3 +55,58 @@ def compile_function(fn, variables=()):
 
         return without_gradients
     return fn
+
+
+def distribution_scope(model):
+    """The scope that builds and trains models alongside ``model`` on its devices.
+
+    TensorFlow: the ``tf.distribute`` strategy ``model`` was built under, when
+    no strategy scope is open (an open one is kept), so that a model rebuilt
+    from it, its optimizer and a distillation teacher are created, and
+    trained, under the same strategy. JAX and PyTorch: no scope (a
+    ``keras.distribution`` applies to every model built while it is set).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return contextlib.nullcontext()
+    return model.distribute_strategy.scope()
+
+
+def batch_parts():
+    """How many parts Keras splits every batch into: the devices of the batch axis of the
+    ``keras.distribution`` set on JAX (each part must be as large); 1 otherwise."""
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" \
+        else None
+    names = list(distribution.device_mesh.axis_names) if distribution is not None else []
+    if getattr(distribution, "batch_dim_name", None) not in names:
+        return 1
+    return int(distribution.device_mesh.shape[names.index(distribution.batch_dim_name)])
+
+
+def on_own_devices(model):
+    """A scope in which Keras runs ``model`` on the devices its variables are on.
+
+    JAX: a ``keras.distribution`` lays out the variables of models built while
+    it is set; a model built before (the user's original) keeps its device,
+    and Keras cannot run it on batches split among the distribution's devices,
+    so the distribution is unset in the scope (and set back after it). Other
+    backends, and models laid out by the distribution: no scope.
+    """
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" \
+        else None
+    if distribution is None or not model.variables or len(
+            model.variables[0].value.sharding.device_set) >= distribution.device_mesh.devices.size:
+        return contextlib.nullcontext()
+    return _without_distribution(distribution)
+
+
+@contextlib.contextmanager
+def _without_distribution(distribution):
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)

@@ -5,18 +5,23 @@ needs goes through here: `batches` reads anything ``fit`` accepts as
 ``validation_data`` into NumPy batches, `samples` concatenates the first
 (or a random subset of the) samples, `hold_out` splits training data,
 `as_dataset` and `fit_inputs` feed arrays to ``model.fit`` as a fast
-``tf.data`` pipeline.
+``tf.data`` pipeline, `even_split` cuts arrays so that a distribution's
+devices share every batch.
 """
 
 import functools
 import itertools
+import logging
 import math
 
 import keras
 import numpy as np
 
+from keras_biprune import _backend
 from keras_biprune import _keras_internals as internals
 from keras_biprune.errors import DataError, MissingDependencyError, TrainingError
+
+logger = logging.getLogger(__name__)
 
 _FORMS = (
     "an array (x), a tuple (x, y) or (x, y, sample_weight) of arrays, a tf.data.Dataset, "
@@ -234,11 +239,52 @@ def as_dataset(x, y=None, batch_size=32, shuffle=False, seed=None):
     return data.batch(batch_size).prefetch(1).with_options(options)
 
 
+def even_split(data, batch_size, who):
+    """``data``, a tuple ``(x, y, …)`` of arrays, without the samples that a distribution's
+    devices cannot share.
+
+    Keras on JAX splits every batch of a ``keras.distribution`` (such as
+    ``DataParallel``) evenly among the devices of its batch axis and refuses a
+    batch that does not split. Arrays lose their last ``(n % batch_size) %
+    devices`` samples (fewer than the devices), so that their last batch
+    splits too; anything else, and arrays without a distribution, are
+    returned as they are. ``None`` entries (no targets) stay None.
+
+    Raises:
+        TrainingError: ``batch_size`` is not a multiple of the devices.
+    """
+    parts = _backend.batch_parts()
+    arrays = keras.tree.flatten(data[0])
+    if parts == 1 or not arrays or not isinstance(arrays[0], np.ndarray):
+        return data
+    if batch_size % parts:
+        raise TrainingError(
+            f"The keras.distribution splits every batch among {parts} devices. Received: "
+            f"batch_size={batch_size} for the {who}. Pass a multiple of {parts}."
+        )
+    n = len(arrays[0])
+    drop = n % batch_size % parts
+    if not drop:
+        return data
+    logger.info("The %s leaves out its last %d of %d samples, so that %d devices share "
+                "every batch evenly.", who, drop, n, parts)
+    cut = functools.partial(_part, part=slice(0, n - drop))
+    return tuple(None if part is None else keras.tree.map_structure(cut, part) for part in data)
+
+
 def fit_inputs(x, y, fit_kwargs, seed):
-    """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend)."""
+    """NumPy arrays become a tf.data pipeline without autotuning (TensorFlow backend); on
+    other backends arrays are cut to batches the distribution's devices share (`even_split`)."""
     if keras.backend.backend() != "tensorflow" or not isinstance(x, np.ndarray):
         if hasattr(x, "cardinality"):          # a tf.data.Dataset batches and shuffles itself
             fit_kwargs = {"shuffle": False, **fit_kwargs}
+        batch_size = fit_kwargs.get("batch_size") or 32
+        x, y = even_split((x, y), batch_size, "fine-tuning")
+        validation = fit_kwargs.get("validation_data")
+        if isinstance(validation, tuple):
+            fit_kwargs = {**fit_kwargs, "validation_data": even_split(
+                validation, fit_kwargs.get("validation_batch_size") or batch_size,
+                "validation")}
         return x, {"y": y, **fit_kwargs} if y is not None else fit_kwargs
     kwargs = dict(fit_kwargs)
     batch_size = kwargs.pop("batch_size", None) or 32

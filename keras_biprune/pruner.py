@@ -11,8 +11,9 @@ import numpy as np
 
 from keras_biprune import criteria as criteria_module
 from keras_biprune import search as search_module
+from keras_biprune._backend import on_own_devices
 from keras_biprune._checks import check_data
-from keras_biprune._data import hold_out
+from keras_biprune._data import even_split, hold_out
 from keras_biprune._estimator import Estimator
 from keras_biprune._progress import Phases, fit_verbosity
 from keras_biprune._validate import (
@@ -235,7 +236,9 @@ class BiLevelPruner(Estimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate(self):
+    def _validate(self, timed=False):
+        """Checks the arguments, then that the runtime is installed (``timed``: also the
+        runtime of a given `LatencyModel`, which fit times the pruned model on)."""
         check_model(self.model, "BiLevelPruner")
         check_choice("method", self.method, METHODS, SearchError)
         t = self.target_flops
@@ -281,6 +284,11 @@ class BiLevelPruner(Estimator):
                 f"instead: " + ", ".join(f"{k} -> {_OWN_SEARCH_ARGS[k]}=" for k in owned) + "."
             )
         compile_config(self.model, self.compile_kwargs)
+        # Whether the runtime is installed here, once the arguments are known to be right: a
+        # runtime named builds its tables on it, and fit times the pruned model on it.
+        if self.target_latency is not None and (timed or not isinstance(self.runtime,
+                                                                         LatencyModel)):
+            check_runtime(getattr(self.runtime, "runtime", self.runtime))
 
     # ------------------------------------------------------------ the steps
     def fit(self, x=None, y=None, *, validation_data=None, search_data=None, distill="auto",
@@ -306,7 +314,7 @@ class BiLevelPruner(Estimator):
             The fine-tuning ``History`` (of the kept candidate for ``"nsga2"``; also
             ``history_``), as ``model.fit`` returns one.
         """
-        self._validate()
+        self._validate(timed=True)
         check_data(self.model, x, y, validation_data=validation_data, search_data=search_data,
                    compile_kwargs=self.compile_kwargs)
         x_train, y_train, search_data = self._split(x, y, search_data)
@@ -608,8 +616,6 @@ class BiLevelPruner(Estimator):
                                        "the accuracy")
 
     def _check_latency_settings(self):
-        if not isinstance(self.runtime, LatencyModel):
-            check_runtime(self.runtime)
         check_int("latency_batch_size", self.latency_batch_size, 1, SearchError)
         if self.steps > 1:
             raise SearchError(
@@ -832,11 +838,15 @@ _OWN_SEARCH_ARGS = {"target": "target_flops", "measure": "target_latency",
 
 
 def _evaluate(model, data):
-    """``model.evaluate`` as a dict, on (x, y) arrays or a dataset."""
-    if isinstance(data, (tuple, list)):
-        return {k: float(v) for k, v in model.evaluate(
-            data[0], data[1], verbose=0, return_dict=True).items()}
-    return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    """``model.evaluate`` as a dict, on (x, y) arrays (in batches a distribution's devices
+    share, `even_split`) or a dataset, on the devices ``model`` is on."""
+    with on_own_devices(model):
+        if isinstance(data, (tuple, list)):
+            x, y = even_split(tuple(data[:2]), 32, "evaluation")
+            results = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+        else:
+            results = model.evaluate(data, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in results.items()}
 
 
 def _kernel_nonzero(layer):

@@ -19,6 +19,8 @@ from zoo import ZOO, sample_input
 import keras_biprune as kb
 from keras_biprune import search
 
+pytestmark = pytest.mark.backends
+
 REFERENCE = pathlib.Path(__file__).parent / "data" / "backend_reference.json"
 MODELS = ["plain_chain", "residual", "inception", "depthwise_separable", "squeeze_excitation",
           "flatten_dense", "nested", "conv1d"]

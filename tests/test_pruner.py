@@ -54,6 +54,7 @@ def _pruner(model, **kwargs):
     return kb.BiLevelPruner(model, **(settings | kwargs))
 
 
+@pytest.mark.backends
 def test_bilevel_fit_prunes_to_the_target_and_leaves_the_model_alone(trained, digits):
     (x, y), validation = digits
     weights = [np.array(w) for w in trained.get_weights()]
@@ -371,6 +372,7 @@ def latency_model(trained, tmp_path_factory):
                                           verbose=0)
 
 
+@pytest.mark.tensorflow      # fit times the pruned model on the "tf" runtime
 def test_a_latency_target_is_met_as_predicted_and_checked_by_timing(trained, digits,
                                                                     latency_model, tmp_path):
     (x, y), validation = digits
@@ -423,7 +425,8 @@ def test_bad_latency_settings_are_refused_before_any_work(trained, digits, kwarg
         _pruner(trained, **kwargs).fit(x, y, epochs=1)
 
 
-def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digits, monkeypatch):
+def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digits, monkeypatch,
+                                                                 tmp_path):
     tf = pytest.importorskip("tensorflow")
 
     from keras_biprune.errors import MissingDependencyError
@@ -432,3 +435,8 @@ def test_a_runtime_that_is_not_installed_is_named_before_any_work(trained, digit
     monkeypatch.delattr(tf.lite, "Interpreter")
     with pytest.raises(MissingDependencyError, match=r"runtime='tflite' needs the TFLite"):
         _pruner(trained, target_latency=0.5, runtime="tflite").fit(x, y, epochs=1)
+    # A latency model built ahead: fit still times the pruned model on its runtime.
+    tables = kb.evaluate.LatencyModel.build(trained, runtime="tflite", round_to=8, cache_dir=tmp_path,
+                                            timer=lambda sub_model: 1.0, verbose=0)
+    with pytest.raises(MissingDependencyError, match=r"runtime='tflite' needs the TFLite"):
+        _pruner(trained, target_latency=0.5, runtime=tables).fit(x, y, epochs=1)

@@ -421,8 +421,9 @@ class Budget:
         cut unit first (up to ``limits``), while the plan still meets the
         target, until its cost is within ``TOLERANCE`` of it; where the
         steps cannot get within ``BAND``, halved steps (down to single
-        channels) are added the same way. So a reachable target is met within
-        ``BAND`` whatever the steps.
+        channels) are added the same way, then single channels are moved
+        from one unit to another (`_exchange`). So a target reachable from
+        these counts by such moves is met within ``BAND`` whatever the steps.
 
         Args:
             wanted: ``{unit: count}`` before the budget (a unit is a group,
@@ -451,7 +452,31 @@ class Budget:
         while slack > BAND and max(steps.values(), default=1) > 1:
             steps = {u: max(1, step // 2) for u, step in steps.items()}
             counts, slack = self._raise(counts, limits, steps, plan_of, slack, BAND)
+        if slack > BAND:
+            counts = self._exchange(counts, limits, floors, plan_of, slack)
         return plan_of(counts)
+
+    def _exchange(self, counts, limits, floors, plan_of, slack):
+        """Counts with single channels moved from one unit to another while that brings the
+        cost closer below the ceilings, until it is within ``BAND`` of them.
+
+        Raising alone can stop short of the band: a unit at its limit cannot
+        grow, and one more channel of another may overshoot (a group whose
+        every channel costs more than the band). Moving a channel between
+        two units then lands in between.
+        """
+        while slack > BAND:
+            best = None
+            for up in (u for u in counts if counts[u] < limits[u]):
+                for down in (u for u in counts if u != up and counts[u] > floors[u]):
+                    trial = {**counts, up: counts[up] + 1, down: counts[down] - 1}
+                    value = self.slack(plan_of(trial))
+                    if 0 <= value < (slack if best is None else best[1]):
+                        best = (trial, value)
+            if best is None:
+                return counts
+            counts, slack = best
+        return counts
 
     def _raise(self, counts, limits, steps, plan_of, slack, tolerance):
         """Counts raised a step at a time, most cut unit first, while the ceilings hold.

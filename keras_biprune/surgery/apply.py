@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_biprune import _keras_internals as internals
+from keras_biprune._backend import distribution_scope
 from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
 from keras_biprune.handlers.normalization import channel_keep
@@ -35,6 +36,11 @@ class _Rebuilder:
         self.new_ops = {}
         self.selects = {}
         self.weights_set = set()
+
+    def build(self, model):
+        """The new model of ``model``, built under its distribution strategy (TensorFlow)."""
+        with distribution_scope(model):
+            return self.model(model)
 
     def model(self, model, input_tensors=None):
         inputs, outputs, nodes = internals.graph_of(model)
@@ -175,7 +181,7 @@ def rebuild(model, plan, graph=None):
     """
     graph = trace(model) if graph is None else graph
     rebuilder = _Rebuilder(graph, checked_plan(graph, plan), prune=True)
-    return rebuilder.model(model), rebuilder
+    return rebuilder.build(model), rebuilder
 
 
 def apply_plan(model, plan):
@@ -184,7 +190,9 @@ def apply_plan(model, plan):
     The new model has the same architecture and layer names with fewer filters
     and units, and the weights of the kept channels. Its outputs equal those of
     `masked_model(model, plan)`; with an empty plan they equal ``model``'s.
-    ``model`` itself is not modified. The result is not compiled.
+    ``model`` itself is not modified. The result is not compiled. On TensorFlow
+    it is built under the ``tf.distribute`` strategy whose scope is open, else
+    the one ``model`` was built under.
 
     Args:
         model: a functional or Sequential Keras model.
@@ -236,4 +244,4 @@ def masked_model(model, plan):
     ```
     """
     graph, plan = _prepare(model, plan)
-    return _Rebuilder(graph, plan, prune=False).model(model)
+    return _Rebuilder(graph, plan, prune=False).build(model)

@@ -186,7 +186,7 @@ def grow(model, growth, graph=None):
         logger.warning("Group %r is not grown: %s", group_id, reason)
     growth = {g: n for g, n in growth.items() if g not in skipped}
     grower = _Grower(graph, growth)
-    return grower.model(model), grower, skipped
+    return grower.build(model), grower, skipped
 
 
 def grow_model(model, growth, graph=None):

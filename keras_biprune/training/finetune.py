@@ -8,6 +8,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_biprune._backend import distribution_scope
 from keras_biprune._data import fit_inputs
 from keras_biprune.errors import TrainingError
 
@@ -33,6 +34,13 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     weights of the best epoch so far (by validation accuracy, else
     ``val_loss``, else ``loss``) are restored and the history up to then is
     returned.
+
+    Training runs on the devices of a distribution: on TensorFlow under the
+    ``tf.distribute`` strategy whose scope is open, else the one ``model``
+    was built under (the teacher's frozen copy and the optimizer are created
+    under it too); on JAX under the ``keras.distribution`` that is set, with
+    NumPy arrays cut by fewer samples than the devices so that every batch
+    splits evenly among them.
 
     With ``schedule="cosine"`` the learning rate starts at the original
     optimizer's and decays to zero along a cosine over the whole run (its
@@ -85,27 +93,28 @@ def finetune(model, original, x=None, y=None, *, compile_kwargs=None, callbacks=
     x, fit_kwargs = fit_inputs(x, y, fit_kwargs, shuffle_seed)
     if schedule == "cosine":
         config = _with_cosine_decay(config, _steps(x, fit_kwargs))
-    trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
-    for target in {id(model): model, id(trained): trained}.values():
-        compile_fresh(target, config, compile_kwargs)
-    best = _BestWeights(model, patience if fit_kwargs.get("validation_data") is not None
-                        else None)
-    callbacks = [best, *copy.deepcopy(list(callbacks or []))]
-    restore = _hold_zeros(model, kernel_masks or {})
-    try:
-        history = trained.fit(x, callbacks=callbacks, **fit_kwargs)
-        history.interrupted = False
-        if patience is not None:
+    with distribution_scope(model):           # the teacher's copy, optimizer and fit
+        trained = model if teacher is None else Distiller(model, teacher, temperature, alpha)
+        for target in {id(model): model, id(trained): trained}.values():
+            compile_fresh(target, config, compile_kwargs)
+        best = _BestWeights(model, patience if fit_kwargs.get("validation_data") is not None
+                            else None)
+        callbacks = [best, *copy.deepcopy(list(callbacks or []))]
+        restore = _hold_zeros(model, kernel_masks or {})
+        try:
+            history = trained.fit(x, callbacks=callbacks, **fit_kwargs)
+            history.interrupted = False
+            if patience is not None:
+                best.restore()
+        except KeyboardInterrupt:
+            logger.warning("Fine-tuning interrupted: keeping the best weights so far (epoch %s).",
+                           best.best_epoch)
             best.restore()
-    except KeyboardInterrupt:
-        logger.warning("Fine-tuning interrupted: keeping the best weights so far (epoch %s).",
-                       best.best_epoch)
-        best.restore()
-        history = trained.history
-        history.interrupted = True
-    finally:
-        restore()
-    return history
+            history = trained.history
+            history.interrupted = True
+        finally:
+            restore()
+        return history
 
 
 def compile_fresh(model, config, compile_kwargs):
@@ -284,7 +293,8 @@ def _with_cosine_decay(config, steps):
                     "are unknown, or its schedule has no initial rate).")
         return config
     settings = optimizer.get_config()
-    settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(float(rate), steps)
+    start = float(keras.ops.convert_to_numpy(rate))      # a distributed variable has no float()
+    settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(start, steps)
     return {**config,
             "optimizer": keras.optimizers.serialize(type(optimizer).from_config(settings))}
 

@@ -53,6 +53,7 @@ def test_score_equals_apply_plan_then_evaluate(name, engine):
         assert len(set(np.round(scores, 6))) > 1
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("engine", ["batched", "sliced"])
 def test_adaptive_bn_equals_slim_model_with_recomputed_statistics(engine):
     model = ZOO["plain_chain"]()  # conv-BN-ReLU twice, BN statistics randomized
@@ -101,6 +102,7 @@ def test_sliced_engine_traces_once_for_every_width_and_batch_size(adaptive_bn):
     np.testing.assert_allclose(scores[5:], scores[:2], rtol=1e-6)
 
 
+@pytest.mark.backends
 def test_both_engines_score_the_model_weights_of_the_time_of_the_call():
     model = ZOO["plain_chain"]()
     data = _regression_data(model, n=40)
@@ -223,6 +225,7 @@ def test_a_metric_instance_is_not_changed_by_scoring():
     assert float(metric.result()) == 1.0 and float(metric.count) == 20
 
 
+@pytest.mark.backends
 def test_nan_candidate_gets_the_worst_score():
     model = ZOO["plain_chain"]()
     x, y = _regression_data(model, n=12)

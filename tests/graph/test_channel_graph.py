@@ -27,6 +27,7 @@ def test_plain_chain_has_one_group_per_conv_and_a_frozen_head():
     assert not head.prunable and head.reason == "model output"
 
 
+@pytest.mark.backends
 def test_residual_add_unites_both_branches():
     model = ZOO["residual"]()
     graph = kb.trace(model)
@@ -38,6 +39,7 @@ def test_residual_add_unites_both_branches():
                and r.path in op_members for r in graph.records)
 
 
+@pytest.mark.backends
 def test_concatenate_offsets_channels_of_its_inputs():
     inputs = keras.Input((8, 8, 3))
     a = layers.Conv2D(3, 1, name="a")(inputs)
@@ -106,6 +108,7 @@ def test_channels_first_flatten_maps_consecutive_positions():
     assert all(g.prunable for g in graph.groups[:2])
 
 
+@pytest.mark.backends
 def test_nested_models_are_traced_inside():
     model = ZOO["nested"]()
     graph = kb.trace(model)

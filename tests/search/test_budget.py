@@ -61,6 +61,23 @@ def test_steps_are_kept_where_they_reach_the_band():
     assert all(len(kept) % 8 == 0 for kept in plan.keep.values()), plan.keep
 
 
+def test_a_group_at_its_limit_gives_a_channel_to_one_whose_channels_outweigh_the_band():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    h = keras.layers.ReLU()(keras.layers.Conv2D(16, 3, padding="same", name="c2")(h))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    graph = kb.trace(model)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    budget = Budget(graph, 0.5)
+    # Raised from 4 and 12 channels, c2 reaches all 16 (0.33 of the FLOPs); a channel of c1
+    # costs 0.08, so c1 stops at 5 (0.42); moving one of c2's to c1 lands at 0.47.
+    plan = budget.repair(encoding, {"c1": encoding.ranking["c1"][:4],
+                                    "c2": encoding.ranking["c2"][:12]})
+    assert 0.5 - BAND <= budget.ratio(plan) <= 0.5
+    assert {k: len(v) for k, v in plan.keep.items()} == {"c1": 6, "c2": 15}
+
+
 def test_floor_ratio_is_the_plan_with_every_group_at_its_floor():
     model = _chain([16, 32], "floors")
     graph = kb.trace(model)

@@ -223,6 +223,7 @@ def test_objective_scores_each_plan_once(evaluator):
 
 
 # ----------------------------------------------------------------- NSGA-II
+@pytest.mark.backends
 def test_nsga2_front_is_non_dominated_and_feasible(evaluator):
     result = _search(search.NSGA2Search, evaluator, max_accuracy_drop=0.3,
                      generations=3).run()
@@ -249,6 +250,7 @@ def test_nsga2_is_reproducible(evaluator):
 
 
 # ----------------------------------------------------------------- bi-level
+@pytest.mark.backends
 def test_bilevel_meets_the_target_and_beats_its_criterion_seed(evaluator):
     result = _bilevel(evaluator).run()
     graph = evaluator.graph

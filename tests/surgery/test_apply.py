@@ -76,6 +76,7 @@ def test_slim_model_round_trips_and_original_is_untouched(zoo_model):
     assert not set(map(id, slim.weights)) & set(map(id, model.weights))
 
 
+@pytest.mark.backends
 def test_slim_model_trains():
     model = ZOO["residual"]()
     x = sample_input(model, n=8)
@@ -85,6 +86,7 @@ def test_slim_model_trains():
     assert np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.backends
 def test_sequential_model_stays_sequential():
     import keras
 
@@ -109,6 +111,7 @@ def test_sequential_model_stays_sequential():
     assert slim.layers[-1].kernel.shape == (6 * 6 * 2, 3)
 
 
+@pytest.mark.backends
 def test_multi_io_keeps_input_and_output_structure():
     model = ZOO["multi_io"]()
     slim = kb.apply_plan(model, kb.PruningPlan.random(kb.trace(model), ratio=0.5, seed=0))

@@ -88,6 +88,7 @@ def test_masked_kernel_entries_stay_exact_zeros(original, data):
     assert kernel.constraint is None
 
 
+@pytest.mark.backends
 def test_distillation_pulls_the_student_toward_a_frozen_copy_of_the_teacher(data):
     x, y = data
     keras.utils.set_random_seed(1)
