@@ -36,6 +36,7 @@ PRUNER = {
     "patience": 3,
     "recalibrate_bn": True,
     "checkpoint_dir": None,
+    "executor": None,
     "random_state": 0,
     "verbose": 1,
 }

@@ -15,7 +15,7 @@ ALLOWED = {
     "graph": {"handlers"},
     "plan": {"handlers"},
     "surgery": {"handlers", "graph", "plan"},
-    "evaluate": {"handlers", "graph", "plan"},
+    "evaluate": {"handlers", "graph", "plan", "surgery"},
     "criteria": {"handlers", "graph", "plan"},
     "search": {"handlers", "graph", "plan", "criteria", "evaluate"},
     "training": {"handlers", "graph", "plan"},
