@@ -153,9 +153,12 @@ class LatencyModel:
         path = _cache_path(cache_dir, key)
         if path.exists():
             stored = json.loads(path.read_text())
-            if stored.get("key") == key:
-                return cls(model, runtime, batch_size, stored["tables"], stored["overhead_ms"],
-                           stored["scale"], stored["seconds"], graph)
+            if stored.get("key") == key:         # the same signature: the same blocks, in
+                names = [b.name for b in blocks(model, graph)]    # order, maybe other names
+                if len(names) == len(stored["tables"]):
+                    return cls(model, runtime, batch_size,
+                               dict(zip(names, stored["tables"].values())),
+                               stored["overhead_ms"], stored["scale"], stored["seconds"], graph)
         if timer is None:
             def timer(*models):
                 times = paired([forward_call(m, runtime, batch_size) for m in models],

@@ -77,6 +77,19 @@ def test_the_tables_are_measured_once_and_cached_by_signature_runtime_and_batch(
     assert len(list(tmp_path.iterdir())) == 5
 
 
+def test_the_cache_serves_the_same_model_built_again_with_other_layer_names(tmp_path):
+    from keras_biprune.demo import build_model  # named convs, unnamed adds
+
+    built = _build(build_model((8, 8, 1)), tmp_path)
+    again = build_model((8, 8, 1))          # Keras names its unnamed layers anew (add_1, ...)
+    assert {b.name for b in blocks(again, kb.trace(again))} != set(built.tables)
+    timer = MacsTimer()
+    loaded = _build(again, tmp_path, timer)
+    assert timer.calls == 0
+    plan = kb.PruningPlan.random(loaded.graph, ratio=0.5, seed=0)
+    assert loaded.predict(plan) == pytest.approx(built.predict(plan), rel=1e-9)
+
+
 def test_widths_are_measured_in_round_to_steps_at_most_max_widths_per_axis(tmp_path):
     model = zoo.plain_chain()
     latency = _build(model, tmp_path, round_to=8, max_widths=3)
