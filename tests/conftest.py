@@ -5,6 +5,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _latency_tables_out_of_the_users_cache(tmp_path_factory):
+    """Latency tables timed by the tests (on a machine busy with them) are not cached where
+    a user's searches would reuse them."""
+    os.environ["KERAS_BIPRUNE_LATENCY_CACHE"] = str(tmp_path_factory.mktemp("latency"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked slow run only with RUN_SLOW=1 or when `-m slow` selects them; tests of
     TensorFlow-only features (marked `tensorflow`, or run with engine='sliced') only on

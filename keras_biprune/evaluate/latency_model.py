@@ -115,8 +115,9 @@ class LatencyModel:
                 conv between two residual adds, at as many widths).
             time_budget: seconds; once spent, the blocks left are measured
                 at their smallest and largest widths only. None: no limit.
-            cache_dir: where tables are cached (default
-                ``~/.cache/keras_biprune/latency``).
+            cache_dir: where tables are cached (default: the directory the
+                environment variable ``KERAS_BIPRUNE_LATENCY_CACHE`` names,
+                else ``~/.cache/keras_biprune/latency``).
             timer: ``timer(sub_model) -> milliseconds`` instead of timing on
                 the runtime (e.g. a deterministic cost in tests).
             graph: ``kb.trace(model)``, when the caller has it.
@@ -420,7 +421,9 @@ def _empty_model():
 
 
 def _cache_path(cache_dir, key):
-    directory = pathlib.Path(cache_dir if cache_dir is not None
-                             else pathlib.Path.home() / ".cache" / "keras_biprune" / "latency")
+    if cache_dir is None:
+        cache_dir = os.environ.get("KERAS_BIPRUNE_LATENCY_CACHE") or (
+            pathlib.Path.home() / ".cache" / "keras_biprune" / "latency")
+    directory = pathlib.Path(cache_dir)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return directory / f"{key['signature']}-{key['runtime']}-b{key['batch_size']}-{digest}.json"
