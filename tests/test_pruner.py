@@ -11,19 +11,13 @@ from matplotlib.figure import Figure
 import keras_biprune as kb
 from keras_biprune.errors import SearchError, TrainingError
 from keras_biprune.search.space import BAND
+from tests import zoo
 
 SMALL = {"generations": 2, "population_size": 4}
 
 
 def _model():
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
-    h = keras.layers.BatchNormalization(name="bn1")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    return keras.Model(inputs, keras.layers.Dense(10, name="fc")(h), name="digits")
+    return zoo.digits_cnn(head="pool")
 
 
 @pytest.fixture(scope="module")

@@ -398,6 +398,23 @@ def tiny_chain(name="chain"):
     return keras.Model(inputs, layers.Dense(3, name="fc")(h), name=name)
 
 
+def digits_cnn(head="flatten"):
+    """The digits tests' CNN, Keras's own initial weights: 8x8x1 -> Conv2D(12, "c1") -> BN
+    ("bn1") -> ReLU -> Conv2D(16, "c2") -> then ``head="flatten"``: BN ("bn2") -> ReLU ->
+    Flatten -> Dense(10, softmax, "fc"), named "digits_cnn"; ``head="pool"``: ReLU -> global
+    average pooling -> Dense(10, logits, "fc"), named "digits"."""
+    inputs = keras.Input((8, 8, 1))
+    h = layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
+    h = layers.ReLU()(layers.BatchNormalization(name="bn1")(h))
+    h = layers.Conv2D(16, 3, padding="same", name="c2")(h)
+    if head == "pool":
+        h = layers.GlobalAveragePooling2D()(layers.ReLU()(h))
+        return keras.Model(inputs, layers.Dense(10, name="fc")(h), name="digits")
+    h = layers.Flatten()(layers.ReLU()(layers.BatchNormalization(name="bn2")(h)))
+    outputs = layers.Dense(10, activation="softmax", name="fc")(h)
+    return keras.Model(inputs, outputs, name="digits_cnn")
+
+
 def tiny_classification(n=64, seed=0):
     """``(x, y)``: n random 8x8x1 images and 3 classes that depend on them."""
     rng = np.random.default_rng(seed)

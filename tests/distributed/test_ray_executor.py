@@ -17,23 +17,15 @@ import keras_biprune as kb
 from keras_biprune import search
 from keras_biprune.distributed import _replica
 from keras_biprune.errors import EvaluationError, MissingDependencyError, SearchError
+from tests import zoo
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed: pip install 'keras-biprune[ray]'")
 
 
-def _cnn(name="digits_cnn"):
+def _cnn():
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
-    h = keras.layers.BatchNormalization(name="bn1")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
-    h = keras.layers.BatchNormalization(name="bn2")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(10, activation="softmax", name="fc")(h)
-    return keras.Model(inputs, outputs, name=name)
+    return zoo.digits_cnn()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import keras_biprune as kb
 from keras_biprune import search
 from keras_biprune.search import Budget, LowerEncoding, SearchError, UpperEncoding
+from tests import zoo
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +21,7 @@ def trained():
     x = (digits.images[..., None] / 16.0).astype("float32")
     y = digits.target
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(12, 3, padding="same", name="c1")(inputs)
-    h = keras.layers.BatchNormalization(name="bn1")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
-    h = keras.layers.BatchNormalization(name="bn2")(h)
-    h = keras.layers.ReLU()(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(10, activation="softmax", name="fc")(h)
-    model = keras.Model(inputs, outputs, name="digits_cnn")
+    model = zoo.digits_cnn()
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     model.fit(x[:1300], y[:1300], epochs=6, batch_size=32, verbose=0)
     return model, (x[1300:], y[1300:])
