@@ -78,8 +78,7 @@ def distribution_scope(model):
 def batch_parts():
     """How many parts Keras splits every batch into: the devices of the batch axis of the
     ``keras.distribution`` set on JAX (each part must be as large); 1 otherwise."""
-    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" \
-        else None
+    distribution = _jax_distribution()
     names = list(distribution.device_mesh.axis_names) if distribution is not None else []
     if getattr(distribution, "batch_dim_name", None) not in names:
         return 1
@@ -95,12 +94,16 @@ def on_own_devices(model):
     so the distribution is unset in the scope (and set back after it). Other
     backends, and models laid out by the distribution: no scope.
     """
-    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" \
-        else None
+    distribution = _jax_distribution()
     if distribution is None or not model.variables or len(
             model.variables[0].value.sharding.device_set) >= distribution.device_mesh.devices.size:
         return contextlib.nullcontext()
     return _without_distribution(distribution)
+
+
+def _jax_distribution():
+    """The ``keras.distribution`` set on JAX, or None (none set, or another backend)."""
+    return keras.distribution.distribution() if keras.backend.backend() == "jax" else None
 
 
 @contextlib.contextmanager

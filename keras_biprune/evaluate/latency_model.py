@@ -161,11 +161,11 @@ class LatencyModel:
                                dict(zip(names, stored["tables"].values())),
                                stored["overhead_ms"], stored["scale"], stored["seconds"], graph)
         if timer is None:
-            def timer(*models):
-                times = paired([forward_call(m, runtime, batch_size) for m in models],
-                               rounds=5 if len(models) > 1 else 3)
-                return times if len(models) > 1 else times[0]
-            whole = timer
+            def timer(sub_model):
+                return paired([forward_call(sub_model, runtime, batch_size)])[0]
+
+            def whole(*models):             # whole models, timed in turn
+                return paired([forward_call(m, runtime, batch_size) for m in models], rounds=5)
         else:
             def whole(*models):
                 return [timer(m) for m in models]
