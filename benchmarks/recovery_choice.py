@@ -8,7 +8,8 @@ distilled, as `BiLevelPruner(finalists=...)` races them) and (c) its test
 accuracy after the full recovery (`BiLevelPruner`'s default recipe for
 ``--full-epochs`` epochs). Prints the Spearman rank correlation of (a) and of
 (b) with (c). Rows are appended to ``--out`` as they finish; a rerun skips
-the plans already measured.
+the plans already measured. The ranked plans are kept beside ``--out``
+(``<out>_plans_<model>_<dataset>.json``), so a rerun does not search again.
 
     python -m benchmarks.recovery_choice --model vgg_small --dataset digits --plans 16
 """
@@ -53,11 +54,8 @@ def main(argv=None):
                               search_kwargs={"generations": 4, "population_size": 8,
                                              "islands": 2})
     x_fit, y_fit, search_data = pruner._split(x_train, y_train, None)
-    started = time.perf_counter()
-    pruner.search(*search_data)
-    search_seconds = time.perf_counter() - started
-    ranked = pruner.search_result_.ranked[:args.plans]
-    print(f"{args.model} on {args.dataset}: {len(ranked)} ranked plans in {search_seconds:.0f} s")
+    plans_path = f"{os.path.splitext(args.out)[0]}_plans_{args.model}_{args.dataset}.json"
+    ranked = _ranked(pruner, search_data, plans_path, args.plans)
     per_epoch = math.ceil(len(x_fit) / args.batch_size)
 
     def recovered(plan, epochs, steps_per_epoch=None):
@@ -77,12 +75,12 @@ def main(argv=None):
         if (args.model, args.dataset, rank) in done:
             continue
         started = time.perf_counter()
-        short = recovered(solution.plan, math.ceil(args.short_steps / per_epoch),
+        short = recovered(solution["plan"], math.ceil(args.short_steps / per_epoch),
                           min(args.short_steps, per_epoch))
-        full = recovered(solution.plan, args.full_epochs)
+        full = recovered(solution["plan"], args.full_epochs)
         rows.append({"model": args.model, "dataset": args.dataset, "rank": rank,
-                     "unpruned_accuracy": info["test_accuracy"], "cost": solution.cost,
-                     "score_before": solution.score,
+                     "unpruned_accuracy": info["test_accuracy"], "cost": solution["cost"],
+                     "score_before": solution["score"],
                      "score_short": accuracy(short, *search_data),
                      "accuracy_full": accuracy(full, x_test, y_test),
                      "short_steps": args.short_steps, "full_epochs": args.full_epochs,
@@ -91,6 +89,22 @@ def main(argv=None):
         print(json.dumps(rows[-1]))
         _save(rows, args.out)
     return report(rows)
+
+
+def _ranked(pruner, search_data, path, plans):
+    """``[{"plan", "cost", "score"}]``: the search's best distinct plans, searched once and
+    kept in ``path``."""
+    from keras_biprune import PruningPlan
+
+    if not os.path.exists(path):
+        started = time.perf_counter()
+        pruner.search(*search_data)
+        print(f"searched in {time.perf_counter() - started:.0f} s", flush=True)
+        _save([{"plan": s.plan.to_json(), "cost": s.cost, "score": s.score}
+               for s in pruner.search_result_.ranked], path)
+    ranked = _load(path)[:plans]
+    print(f"{len(ranked)} ranked plans from {path}", flush=True)
+    return [{**r, "plan": PruningPlan.from_json(r["plan"])} for r in ranked]
 
 
 def report(rows):
