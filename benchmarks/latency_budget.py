@@ -99,7 +99,7 @@ def _table_time(name, runtime, batch, args, state, path):
     row = {"model": name, "runtime": runtime, "batch": batch, "max_widths": args.max_widths,
            "time_budget": args.time_budget, "seconds": latency.seconds,
            "cached": time.perf_counter() - started < 0.5 * latency.seconds,
-           "blocks": len(latency.blocks), "overhead_ms": latency.overhead_ms}
+           "blocks": len(latency.blocks), "calibration": latency.calibration}
     print(f"{name:<12} {runtime:<6} b{batch:<3} tables built in {latency.seconds:.0f} s "
           f"({len(latency.blocks)} blocks{', from the cache' if row['cached'] else ''})",
           flush=True)

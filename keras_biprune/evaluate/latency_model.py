@@ -6,12 +6,20 @@ ReLU), which is what a runtime fuses into one kernel. Each block is rebuilt
 alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
-whose input and output widths are free). A plan's latency is a fixed
-per-call cost plus the sum of its blocks' times a scale. Both are fitted to
-two whole models timed in turn, the unpruned one and one pruned to about
-half of every group's width: blocks timed alone miss what a whole call adds
-(dispatch of its operations: a fixed cost) and what it saves or spends
-moving activations between them (in proportion to the work: the scale).
+whose input and output widths are free). A width that is not a multiple of
+``lanes`` (default 8) costs what the next multiple costs: TensorFlow's and
+XNNPACK's float kernels work on 8 channels at a time and pad the rest (on
+this machine a conv at 17 or 31 channels was as slow as at 24 or 32, or
+slower).
+
+Blocks timed alone do not add up to the whole model: a whole call adds the
+dispatch of its operations, and each block alone spends what the whole
+model does not (its input copied in, its output out, a share that grows as
+the widths shrink). So the sum of a plan's blocks is mapped to milliseconds
+through whole models timed in turn: the unpruned one and ones pruned to
+about 3/4, 1/2 and 1/4 of every group's width (`CALIBRATION`); between
+them the map is linear, below the narrowest it runs to the line's
+intercept at zero (never below zero), and it never decreases.
 Tables are cached on disk, keyed by the model's signature and input shapes,
 the runtime, the batch size and the machine.
 """
@@ -39,8 +47,10 @@ from keras_biprune.surgery import apply_plan
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 3
+_VERSION = 4
 _FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
+CALIBRATION = (1.0, 0.75, 0.5, 0.25)
+"""Shares of every group's width of the whole models the block sums are mapped through."""
 
 
 class LatencyModel:
@@ -57,8 +67,10 @@ class LatencyModel:
             for every block of `blocks` (``"in"``/``"out"`` may be empty; ``"ms"``
             has one row per input width and one column per output width, with
             the overhead already taken out).
-        overhead_ms: the fixed cost of one call of the model.
-        scale: the factor block latencies are multiplied by.
+        calibration: ``[[blocks' sum, whole model's ms], ...]``: whole models
+            timed (see above); a plan's blocks' sum is mapped through them
+            (one point ``[s, ms]``: in proportion up to ``s``).
+        lanes: channels the runtime's kernels compute at once (see above).
         seconds: how long measuring the tables took.
         graph: ``kb.trace(model)``, when the caller has it.
 
@@ -75,15 +87,16 @@ class LatencyModel:
     ```
     """
 
-    def __init__(self, model, runtime, batch_size, tables, overhead_ms, scale=1.0, seconds=0.0,
+    def __init__(self, model, runtime, batch_size, tables, calibration, lanes=8, seconds=0.0,
                  graph=None):
         self.model = model
         self.graph = trace(model) if graph is None else graph
         self.runtime = runtime
         self.batch_size = batch_size
         self.tables = tables
-        self.overhead_ms = float(overhead_ms)
-        self.scale = float(scale)
+        self.calibration = [[float(a), float(b)] for a, b in calibration]
+        self._sums, self._ms = _knots(self.calibration)
+        self.lanes = lanes
         self.seconds = float(seconds)
         self.blocks = blocks(model, self.graph)
         missing = sorted({b.name for b in self.blocks} - set(tables))
@@ -95,7 +108,7 @@ class LatencyModel:
         self._full = self.predict()
 
     @classmethod
-    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4,
+    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=8,
               time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
         """Measures (or loads from the cache) the latency tables of ``model``.
 
@@ -113,6 +126,9 @@ class LatencyModel:
                 ``max_widths ** 2`` points; so is a block whose input and
                 output are the same channels and which mixes them, e.g. a
                 conv between two residual adds, at as many widths).
+            lanes: channels the runtime's float kernels compute at once: a
+                width costs what the next multiple of ``lanes`` costs (1:
+                every width as interpolated).
             time_budget: seconds; once spent, the blocks left are measured
                 at their smallest and largest widths only. None: no limit.
             cache_dir: where tables are cached (default: the directory the
@@ -135,13 +151,13 @@ class LatencyModel:
         ```python
         latency = kb.evaluate.LatencyModel.build(model, runtime="tf", batch_size=64,
                                                   time_budget=120)
-        print(f"built in {latency.seconds:.0f} s, overhead {latency.overhead_ms:.3f} ms")
+        print(f"built in {latency.seconds:.0f} s; unpruned: {latency.predict():.3f} ms")
         ```
         """
         if timer is None:
             check_runtime(runtime)
         for name, value in (("batch_size", batch_size), ("round_to", round_to),
-                            ("max_widths", max_widths)):
+                            ("max_widths", max_widths), ("lanes", lanes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < (
                     2 if name == "max_widths" else 1):
                 raise SearchError(f"{name} must be an int >= {2 if name == 'max_widths' else 1}."
@@ -149,7 +165,8 @@ class LatencyModel:
         graph = trace(model) if graph is None else graph
         key = {"version": _VERSION, "signature": graph.signature, "runtime": runtime,
                "batch_size": batch_size, "machine": machine(), "round_to": round_to,
-               "max_widths": max_widths, "timer": "runtime" if timer is None else "custom",
+               "max_widths": max_widths, "lanes": lanes,
+               "timer": "runtime" if timer is None else "custom",
                "inputs": [list(t.shape[1:]) for t in model.inputs]}
         path = _cache_path(cache_dir, key)
         if path.exists():
@@ -159,7 +176,7 @@ class LatencyModel:
                 if len(names) == len(stored["tables"]):
                     return cls(model, runtime, batch_size,
                                dict(zip(names, stored["tables"].values())),
-                               stored["overhead_ms"], stored["scale"], stored["seconds"], graph)
+                               stored["calibration"], lanes, stored["seconds"], graph)
         if timer is None:
             def timer(sub_model):
                 return paired([forward_call(sub_model, runtime, batch_size)])[0]
@@ -180,21 +197,25 @@ class LatencyModel:
                                         _FALLBACK_WIDTHS if spent else max_widths,
                                         measured, timer, overhead)
             progress.update(i + 1, {"timings": len(measured)})
-        sums = cls(model, runtime, batch_size, tables, 0.0, graph=graph)
-        half = _half_plan(graph, round_to)
-        fixed, scale = _calibration(sums.predict(), sums.predict(half),
-                                    *whole(model, apply_plan(model, half)), overhead)
-        latency = cls(model, runtime, batch_size, tables, fixed, scale,
+        sums = cls(model, runtime, batch_size, tables, [[1.0, 1.0]], lanes, graph=graph)
+        plans = [_uniform_plan(graph, share, round_to) for share in CALIBRATION]
+        ms = whole(model, *(apply_plan(model, plan) for plan in plans[1:]))
+        calibration = [[sums._sum(plan), t] for plan, t in zip(plans, ms)]
+        latency = cls(model, runtime, batch_size, tables, calibration, lanes,
                       time.perf_counter() - started, graph)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "tables": tables, "overhead_ms": fixed,
-                                    "scale": scale, "seconds": latency.seconds}))
+        path.write_text(json.dumps({"key": key, "tables": tables, "calibration": calibration,
+                                    "seconds": latency.seconds}))
         logger.info("Latency tables of %r on %s built in %.0f s (%d timings), cached in %s",
                     graph.model_name, runtime, latency.seconds, len(measured), path)
         return latency
 
     def predict(self, plan=None):
         """Predicted milliseconds of one call of the model pruned by ``plan`` (None: unpruned)."""
+        return float(np.interp(self._sum(plan), self._sums, self._ms))
+
+    def _sum(self, plan):
+        """The plan's blocks' latencies from the tables, summed."""
         plan = PruningPlan.keep_all(self.graph) if plan is None else plan
         atom_keep = self.graph.atom_keep(plan.keep)
         total = 0.0
@@ -202,15 +223,22 @@ class LatencyModel:
             table = self.tables[block.name]
             ms = np.asarray(table["ms"], dtype="float64")
             if table["in"]:
-                width = _width(block.inputs, atom_keep, plan.inputs.get(block.first))
+                width = self._padded(
+                    _width(block.inputs, atom_keep, plan.inputs.get(block.first)), table["in"])
                 ms = np.array([np.interp(width, table["in"], ms[:, j])
                                for j in range(ms.shape[1])])
             else:
                 ms = ms[0]
             if table["out"]:
-                ms = np.interp(_width(block.outputs, atom_keep), table["out"], ms)
+                ms = np.interp(self._padded(_width(block.outputs, atom_keep), table["out"]),
+                               table["out"], ms)
             total += float(np.asarray(ms).reshape(-1)[0])
-        return self.overhead_ms + self.scale * total
+        return total
+
+    def _padded(self, width, widths):
+        """The width the runtime computes for ``width`` channels: the next multiple of
+        ``lanes``, at most the widest of ``widths`` (a table's)."""
+        return min(widths[-1], -(-width // self.lanes) * self.lanes)
 
     def ratio(self, plan):
         """The predicted latency of ``plan`` as a share of the unpruned model's."""
@@ -389,29 +417,38 @@ def _sub_model(graph, block, atom_keep):
     return json.dumps(key, sort_keys=True, default=str), build
 
 
-def _half_plan(graph, round_to):
-    """The plan keeping about half of every prunable group, in its ``round_to`` steps."""
+def _uniform_plan(graph, share, round_to):
+    """The plan keeping about ``share`` of every prunable group, in its ``round_to`` steps."""
     keep = {}
     for group in graph.prunable_groups:
         step = group_step(group.size, round_to)
-        keep[group.id] = np.arange(max(step, step * round(group.size / 2 / step)))
+        keep[group.id] = np.arange(max(step, step * round(group.size * share / step)))
     return PruningPlan(keep)
 
 
-def _calibration(sum_full, sum_half, ms_full, ms_half, overhead):
-    """``(fixed, scale)`` with ``fixed + scale * sum`` equal to the whole models' times
-    (sums: their blocks' summed times; ``overhead``: an empty call, the least fixed cost).
-
-    When the two timings do not determine a positive scale above that fixed
-    cost (noise, or pruning that saves nothing), the line goes through the
-    unpruned model and the empty call.
-    """
-    if sum_full > sum_half and ms_full > ms_half:
-        scale = (ms_full - ms_half) / (sum_full - sum_half)
-        fixed = ms_full - scale * sum_full
-        if fixed >= overhead:
-            return fixed, scale
-    return overhead, (max(ms_full - overhead, 0.0) / sum_full if sum_full > 0 else 1.0)
+def _knots(calibration):
+    """``(sums, ms)`` of the map from a plan's blocks' sum to milliseconds (see
+    `LatencyModel`): the points sorted by sum, equal sums averaged, made non-decreasing (pooled
+    where a narrower model timed slower: noise), with a point at zero sum on the line through
+    the two narrowest (at zero ms when that line meets zero first)."""
+    points = {}
+    for total, ms in calibration:
+        points.setdefault(total, []).append(ms)
+    sums = sorted(points)
+    pools = []                                        # [sum of ms, count], adjacent violators
+    for total in sums:                                # pooled: the isotonic fit
+        pools.append([sum(points[total]) / len(points[total]), 1])
+        while len(pools) > 1 and pools[-2][0] / pools[-2][1] > pools[-1][0] / pools[-1][1]:
+            ms, n = pools.pop()
+            pools[-1][0] += ms
+            pools[-1][1] += n
+    ms = [total / n for total, n in pools for _ in range(n)]
+    if len(sums) == 1:
+        intercept = 0.0
+    else:
+        slope = (ms[1] - ms[0]) / (sums[1] - sums[0])
+        intercept = max(0.0, ms[0] - slope * sums[0])
+    return np.array([0.0, *sums]), np.array([min(intercept, ms[0]), *ms])
 
 
 def _empty_model():
