@@ -7,10 +7,11 @@ alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
 whose input and output widths are free). A width that is not a multiple of
-``lanes`` (default 8) costs what the next multiple costs: TensorFlow's and
-XNNPACK's float kernels work on 8 channels at a time and pad the rest (on
-this machine a conv at 17 or 31 channels was as slow as at 24 or 32, or
-slower).
+``lanes`` (default 4) costs what the next multiple costs: TensorFlow's and
+XNNPACK's float kernels work on several channels at a time and pad the rest
+(on this machine a conv at 17 channels was about as slow as at 20, at 31 slower
+than at 32; padding to 8 instead of 4 mispredicted ResNet-20's 12-wide
+layers).
 
 Blocks timed alone do not add up to the whole model: a whole call adds the
 dispatch of its operations, and each block alone spends what the whole
@@ -87,7 +88,7 @@ class LatencyModel:
     ```
     """
 
-    def __init__(self, model, runtime, batch_size, tables, calibration, lanes=8, seconds=0.0,
+    def __init__(self, model, runtime, batch_size, tables, calibration, lanes=4, seconds=0.0,
                  graph=None):
         self.model = model
         self.graph = trace(model) if graph is None else graph
@@ -108,7 +109,7 @@ class LatencyModel:
         self._full = self.predict()
 
     @classmethod
-    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=8,
+    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=4,
               time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
         """Measures (or loads from the cache) the latency tables of ``model``.
 
@@ -128,7 +129,8 @@ class LatencyModel:
                 conv between two residual adds, at as many widths).
             lanes: channels the runtime's float kernels compute at once: a
                 width costs what the next multiple of ``lanes`` costs (1:
-                every width as interpolated).
+                every width as interpolated). Not part of the cache key:
+                the cached timings serve every ``lanes``.
             time_budget: seconds; once spent, the blocks left are measured
                 at their smallest and largest widths only. None: no limit.
             cache_dir: where tables are cached (default: the directory the
@@ -165,18 +167,24 @@ class LatencyModel:
         graph = trace(model) if graph is None else graph
         key = {"version": _VERSION, "signature": graph.signature, "runtime": runtime,
                "batch_size": batch_size, "machine": machine(), "round_to": round_to,
-               "max_widths": max_widths, "lanes": lanes,
-               "timer": "runtime" if timer is None else "custom",
+               "max_widths": max_widths, "timer": "runtime" if timer is None else "custom",
                "inputs": [list(t.shape[1:]) for t in model.inputs]}
         path = _cache_path(cache_dir, key)
+        plans = [_uniform_plan(graph, share, round_to) for share in CALIBRATION]
+
+        def calibrated(tables, whole_ms, seconds):      # sums at these lanes, measured times
+            sums = cls(model, runtime, batch_size, tables, [[1.0, 1.0]], lanes, graph=graph)
+            return cls(model, runtime, batch_size, tables,
+                       [[sums._sum(plan), ms] for plan, ms in zip(plans, whole_ms)], lanes,
+                       seconds, graph)
+
         if path.exists():
             stored = json.loads(path.read_text())
             if stored.get("key") == key:         # the same signature: the same blocks, in
                 names = [b.name for b in blocks(model, graph)]    # order, maybe other names
                 if len(names) == len(stored["tables"]):
-                    return cls(model, runtime, batch_size,
-                               dict(zip(names, stored["tables"].values())),
-                               stored["calibration"], lanes, stored["seconds"], graph)
+                    return calibrated(dict(zip(names, stored["tables"].values())),
+                                      stored["whole_ms"], stored["seconds"])
         if timer is None:
             def timer(sub_model):
                 return paired([forward_call(sub_model, runtime, batch_size)])[0]
@@ -197,14 +205,10 @@ class LatencyModel:
                                         _FALLBACK_WIDTHS if spent else max_widths,
                                         measured, timer, overhead)
             progress.update(i + 1, {"timings": len(measured)})
-        sums = cls(model, runtime, batch_size, tables, [[1.0, 1.0]], lanes, graph=graph)
-        plans = [_uniform_plan(graph, share, round_to) for share in CALIBRATION]
-        ms = whole(model, *(apply_plan(model, plan) for plan in plans[1:]))
-        calibration = [[sums._sum(plan), t] for plan, t in zip(plans, ms)]
-        latency = cls(model, runtime, batch_size, tables, calibration, lanes,
-                      time.perf_counter() - started, graph)
+        whole_ms = whole(model, *(apply_plan(model, plan) for plan in plans[1:]))
+        latency = calibrated(tables, whole_ms, time.perf_counter() - started)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "tables": tables, "calibration": calibration,
+        path.write_text(json.dumps({"key": key, "tables": tables, "whole_ms": whole_ms,
                                     "seconds": latency.seconds}))
         logger.info("Latency tables of %r on %s built in %.0f s (%d timings), cached in %s",
                     graph.model_name, runtime, latency.seconds, len(measured), path)
