@@ -424,6 +424,8 @@ class Budget:
         channels) are added the same way, then single channels are moved
         from one unit to another (`_exchange`). So a target reachable from
         these counts by such moves is met within ``BAND`` whatever the steps.
+        Under a latency ceiling, steps are never below the latency model's
+        ``lanes`` and no single channel is moved.
 
         Args:
             wanted: ``{unit: count}`` before the budget (a unit is a group,
@@ -436,6 +438,8 @@ class Budget:
                 (default ``wanted``).
         """
         limits = wanted if limits is None else limits
+        finest = self._finest_step()
+        steps = {u: max(step, finest) for u, step in steps.items()}
 
         def counts_at(factor):
             if factor >= 1:
@@ -449,12 +453,19 @@ class Budget:
             return plan_of(counts)
         slack = self.slack(plan_of(counts))
         counts, slack = self._raise(counts, limits, steps, plan_of, slack, TOLERANCE)
-        while slack > BAND and max(steps.values(), default=1) > 1:
-            steps = {u: max(1, step // 2) for u, step in steps.items()}
+        while slack > BAND and max(steps.values(), default=1) > finest:
+            steps = {u: max(finest, step // 2) for u, step in steps.items()}
             counts, slack = self._raise(counts, limits, steps, plan_of, slack, BAND)
-        if slack > BAND:
+        if slack > BAND and finest == 1:
             counts = self._exchange(counts, limits, floors, plan_of, slack)
         return plan_of(counts)
+
+    def _finest_step(self):
+        """The smallest step counts are moved by: one channel, or under a latency ceiling the
+        latency model's ``lanes`` (a runtime computes widths in between as the next multiple,
+        and is often slower there: such moves buy no predicted time and cost real time)."""
+        return max([b.latency_model.lanes for b in self.ceilings if b.measure == "latency"],
+                   default=1)
 
     def _exchange(self, counts, limits, floors, plan_of, slack):
         """Counts with single channels moved from one unit to another while that brings the

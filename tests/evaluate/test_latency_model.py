@@ -186,3 +186,12 @@ def test_a_width_costs_what_the_next_multiple_of_lanes_costs(tmp_path):
         assert exact.predict(four) < exact.predict(odd) < exact.predict(eight)
         assert padded.predict(odd) == pytest.approx(padded.predict(eight), rel=1e-9)
         assert padded.predict(four) < padded.predict(odd)
+
+
+def test_a_layer_reading_a_subset_of_its_input_is_priced_as_reading_all_of_it(tmp_path):
+    model = zoo.plain_chain()
+    latency = _build(model, tmp_path)
+    upper = kb.PruningPlan.random(latency.graph, ratio=0.25, seed=0)
+    masked = kb.PruningPlan.random(latency.graph, ratio=0.25, seed=0, input_ratio=0.5)
+    assert masked.inputs and masked.keep == upper.keep
+    assert latency.predict(masked) == pytest.approx(latency.predict(upper), rel=1e-12)

@@ -103,14 +103,15 @@ def test_an_unreachable_target_is_refused_before_the_search():
     assert calls == []
 
 
-def _latency_model(model, tmp_path):
-    """A latency model whose timer is exact: overhead, MACs and output entries (memory)."""
+def _latency_model(model, tmp_path, lanes=1):
+    """A latency model whose timer is exact: overhead, MACs and output entries (memory); with
+    ``lanes=1`` every width costs what it is timed at."""
     def timer(sub_model):
         entries = sum(int(np.prod(t.shape[1:])) for t in sub_model.outputs)
         return 0.05 + kb.cost(sub_model).macs / 1e6 + entries / 1e3
 
-    return kb.evaluate.LatencyModel.build(model, runtime="tf", round_to=1, cache_dir=tmp_path,
-                                          timer=timer, verbose=0)
+    return kb.evaluate.LatencyModel.build(model, runtime="tf", round_to=1, lanes=lanes,
+                                          cache_dir=tmp_path, timer=timer, verbose=0)
 
 
 @pytest.mark.parametrize("kind", ["width", "mask"])
@@ -122,14 +123,15 @@ def test_a_latency_budget_lands_the_predicted_latency_in_the_band(kind, tmp_path
     rng = np.random.default_rng(0)
     genomes = [encoding.full()] + [np.array([rng.choice(space) for space in encoding.gene_space])
                                    for _ in range(3)]
-    flops = Budget(graph)
+    flops, apart = Budget(graph), []
     for target in (0.4, 0.6, 0.8):
         budget = Budget(graph, target, "latency", latency_model=latency)
         for genome in genomes:
             plan = encoding.decode(genome, budget)
             assert target - BAND <= latency.ratio(plan) <= target, (target, latency.ratio(plan))
             assert budget.ratio(plan) == latency.ratio(plan)
-        assert abs(flops.ratio(plan) - latency.ratio(plan)) > BAND      # not a FLOPs budget
+            apart.append(abs(flops.ratio(plan) - latency.ratio(plan)))
+    assert max(apart) > BAND                                            # not a FLOPs budget
 
 
 def test_flops_and_latency_budgets_combine(tmp_path):
@@ -180,3 +182,19 @@ def test_a_latency_budget_needs_the_models_latency_model(tmp_path):
     other = _latency_model(_chain([16, 24], "other"), tmp_path)
     with pytest.raises(SearchError, match="LatencyModel"):
         Budget(graph, 0.5, measure="latency", latency_model=other)
+
+
+def test_under_a_latency_ceiling_counts_move_by_whole_lanes(tmp_path):
+    model = _chain([16, 32, 64, 64], "lanes")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path, lanes=8)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    rng = np.random.default_rng(0)
+    genomes = [encoding.full()] + [np.array([rng.choice(space) for space in encoding.gene_space])
+                                   for _ in range(5)]
+    for target in (0.35, 0.55, 0.75):
+        budget = Budget(graph, target, "latency", latency_model=latency,
+                        extra_targets={"flops": 0.9})
+        for genome in genomes:
+            widths = [len(k) for k in encoding.decode(genome, budget).keep.values()]
+            assert all(w % latency.lanes == 0 for w in widths), (target, widths)
