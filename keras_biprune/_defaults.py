@@ -59,7 +59,7 @@ DEMO_PRESETS = {   # (training steps, search settings); the pruner's default rec
     "strong": (2000, {"generations": 10, "population_size": 8, "islands": 3}),
 }
 """``keras-biprune demo --preset``: training steps of the demo's model and the search's settings."""
-DEMO_TARGET_LATENCY = 0.65
+DEMO_TARGET_LATENCY = 0.7
 """``keras-biprune demo``'s latency budget: share of the TensorFlow latency at its batch size."""
 DEMO_DATA = ("auto", "digits", "fashion_mnist")
 RUNTIMES = ("tf", "tflite")
