@@ -20,8 +20,8 @@ input masks, 0.70 without them).
 
 Blocks timed alone do not add up to the whole model: a whole call adds the
 dispatch of its operations, and each block alone spends what the whole
-model does not (its input copied in, its output out, a share that grows as
-the widths shrink). So the sum of a plan's blocks is mapped to milliseconds
+model does not (its own call, its input and output written to memory
+rather than passed on: a share that grew as the widths shrank). So the sum of a plan's blocks is mapped to milliseconds
 through whole models timed in turn: the unpruned one and ones pruned to
 about 3/4, 1/2 and 1/4 of every group's width (`CALIBRATION`); between
 them the map is linear, below the narrowest it runs to the line's
