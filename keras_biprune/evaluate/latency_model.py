@@ -19,13 +19,14 @@ demo's model at batch 64: 0.87 of the unpruned latency with its plan's
 input masks, 0.70 without them).
 
 Blocks timed alone do not add up to the whole model: a whole call adds the
-dispatch of its operations, and each block alone spends what the whole
-model does not (its own call, its input and output written to memory
-rather than passed on: a share that grew as the widths shrank). So the sum of a plan's blocks is mapped to milliseconds
-through whole models timed in turn: the unpruned one and ones pruned to
-about 3/4, 1/2 and 1/4 of every group's width (`CALIBRATION`); between
-them the map is linear, below the narrowest it runs to the line's
-intercept at zero (never below zero), and it never decreases.
+dispatch of its operations, and each block alone spends what the whole model
+does not (its own call, its input and output written to memory rather than
+passed on: a share that grew as the widths shrank). So the sum of a plan's
+blocks is mapped to milliseconds through whole models timed in turn: the
+unpruned one and ones pruned to about 3/4, 1/2 and 1/4 of every group's
+width (`CALIBRATION`); between them the map is linear, below the narrowest
+it runs to the line's intercept at zero (never below zero), and it never
+decreases.
 Tables are cached on disk, keyed by the model's signature and input shapes,
 the runtime, the batch size and the machine.
 """
