@@ -356,12 +356,13 @@ def test_bad_stage_settings_are_refused_before_any_work(trained, digits, kwargs,
 
 @pytest.fixture(scope="module")
 def latency_model(trained, tmp_path_factory):
-    """A latency model of the "tf" runtime whose table is exact: overhead, MACs, memory."""
+    """A latency model of the "tf" runtime whose table is exact: overhead, MACs, memory (every
+    width priced as timed: ``lanes=1``, so the budget lands in its band)."""
     def timer(sub_model):
         entries = sum(int(np.prod(t.shape[1:])) for t in sub_model.outputs)
         return 0.02 + kb.cost(sub_model).macs / 1e5 + entries / 1e3
 
-    return kb.evaluate.LatencyModel.build(trained, runtime="tf", round_to=8, timer=timer,
+    return kb.evaluate.LatencyModel.build(trained, runtime="tf", round_to=8, lanes=1, timer=timer,
                                           cache_dir=tmp_path_factory.mktemp("latency"),
                                           verbose=0)
 

@@ -292,7 +292,9 @@ class Budget:
     scaled by one common factor (rounded to the group's step, never below
     its floor), dropping each group's worst-ranked kept channels, then the
     most cut groups get channels back while the target holds, so the plan
-    lands within ``BAND`` (0.03) below the target (`fit_counts`);
+    lands within ``BAND`` (0.03) below the target (`fit_counts`; under a
+    latency ceiling widths move by whole lanes, and a narrow model may land
+    further below);
     `LowerEncoding.decode` does the same with input channels. When the
     floors make the target unreachable, the plan is as small as they allow
     (`floor_ratio`) and the objective's penalty applies.
