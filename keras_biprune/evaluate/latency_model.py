@@ -7,11 +7,15 @@ alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
 whose input and output widths are free). A width that is not a multiple of
-``lanes`` (default 4) costs what the next multiple costs: TensorFlow's and
-XNNPACK's float kernels work on several channels at a time and pad the rest
-(on this machine a conv at 17 channels was about as slow as at 20, at 31 slower
-than at 32; padding to 8 instead of 4 mispredicted ResNet-20's 12-wide
-layers).
+``lanes`` costs what the next multiple costs: TensorFlow's and XNNPACK's
+float kernels work on a vector of channels at a time and pad the rest. The
+vector is the machine's: on an AVX-512 machine TensorFlow's conv at 20, 24
+or 28 channels was as slow as at 32 and at 8 or 12 as fast as at 16 (16
+lanes); on an AVX2 one a conv at 17 channels was about as slow as at 20
+(4 lanes: padding to 8 mispredicted ResNet-20's 12-wide layers there). So
+``lanes="auto"`` measures it once per machine, runtime and batch size
+(`measure_lanes`), and the tables are measured at widths in steps of
+``max(round_to, lanes)``.
 A layer that reads a subset of its input channels (the lower level's
 masks, ``plan.inputs``) is priced as reading all of them: the gather that
 picks the subset cost TensorFlow more than the narrower kernel saved (the
@@ -115,7 +119,7 @@ class LatencyModel:
         self._full = self.predict()
 
     @classmethod
-    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=4,
+    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes="auto",
               time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
         """Measures (or loads from the cache) the latency tables of ``model``.
 
@@ -135,15 +139,17 @@ class LatencyModel:
                 conv between two residual adds, at as many widths).
             lanes: channels the runtime's float kernels compute at once: a
                 width costs what the next multiple of ``lanes`` costs (1:
-                every width as interpolated). Not part of the cache key:
-                the cached timings serve every ``lanes``.
+                every width as interpolated). ``"auto"``: measured on this
+                machine (`measure_lanes`, cached). Widths are measured in
+                steps of ``max(round_to, lanes)``.
             time_budget: seconds; once spent, the blocks left are measured
                 at their smallest and largest widths only. None: no limit.
             cache_dir: where tables are cached (default: the directory the
                 environment variable ``KERAS_BIPRUNE_LATENCY_CACHE`` names,
                 else ``~/.cache/keras_biprune/latency``).
             timer: ``timer(sub_model) -> milliseconds`` instead of timing on
-                the runtime (e.g. a deterministic cost in tests).
+                the runtime (e.g. a deterministic cost in tests); it prices
+                every width itself, so ``lanes="auto"`` is 1 with it.
             graph: ``kb.trace(model)``, when the caller has it.
             verbose: 0 silent, 1 a progress line over the blocks.
 
@@ -166,17 +172,23 @@ class LatencyModel:
             check_runtime(runtime)
         for name, value in (("batch_size", batch_size), ("round_to", round_to),
                             ("max_widths", max_widths), ("lanes", lanes)):
+            if name == "lanes" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < (
                     2 if name == "max_widths" else 1):
-                raise SearchError(f"{name} must be an int >= {2 if name == 'max_widths' else 1}."
-                                  f" Received: {name}={value!r}.")
+                also = ' or "auto"' if name == "lanes" else ""
+                raise SearchError(f"{name} must be an int >= {2 if name == 'max_widths' else 1}"
+                                  f"{also}. Received: {name}={value!r}.")
+        if lanes == "auto":
+            lanes = 1 if timer is not None else measure_lanes(runtime, batch_size, cache_dir)
+        grid = max(round_to, lanes)
         graph = trace(model) if graph is None else graph
         key = {"version": _VERSION, "signature": graph.signature, "runtime": runtime,
-               "batch_size": batch_size, "machine": machine(), "round_to": round_to,
+               "batch_size": batch_size, "machine": machine(), "round_to": grid,
                "max_widths": max_widths, "timer": "runtime" if timer is None else "custom",
                "inputs": [list(t.shape[1:]) for t in model.inputs]}
         path = _cache_path(cache_dir, key)
-        plans = [_uniform_plan(graph, share, round_to) for share in CALIBRATION]
+        plans = [_uniform_plan(graph, share, grid) for share in CALIBRATION]
 
         def calibrated(tables, whole_ms, seconds):      # sums at these lanes, measured times
             sums = cls(model, runtime, batch_size, tables, [[1.0, 1.0]], lanes, graph=graph)
@@ -207,7 +219,7 @@ class LatencyModel:
         progress = Progress(len(parts), verbose, ("timings",), unit="block")
         for i, block in enumerate(parts):
             spent = time_budget is not None and time.perf_counter() - started > time_budget
-            tables[block.name] = _table(graph, block, round_to,
+            tables[block.name] = _table(graph, block, grid,
                                         _FALLBACK_WIDTHS if spent else max_widths,
                                         measured, timer, overhead)
             progress.update(i + 1, {"timings": len(measured)})
@@ -310,14 +322,20 @@ def blocks(model, graph):
 
 
 def machine():
-    """This machine, as the latency cache keys it: CPU, cores, TensorFlow and Keras versions."""
-    cpu = platform.processor()
+    """This machine, as the latency cache keys it: CPU and its widest vector extension, cores,
+    TensorFlow and Keras versions (machines sold under one CPU name differ in their vectors)."""
+    cpu, flags = platform.processor(), set()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
+            info = f.read().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in info
+                    if line.startswith("model name")), cpu)
+        flags = set(next((line.split(":", 1)[1].split() for line in info
+                          if line.startswith(("flags", "Features"))), []))
     except OSError:
         pass
+    widest = next((ext for ext in ("avx512f", "avx2", "asimd") if ext in flags), None)
+    cpu += f" {widest}" if widest else ""
     try:
         import tensorflow as tf
 
@@ -326,6 +344,75 @@ def machine():
         tf_version = "none"
     return (f"{platform.machine()} {cpu} x{os.cpu_count()} tf {tf_version} "
             f"keras {keras.__version__}")
+
+
+LANE_CANDIDATES = (4, 8, 16, 32)
+LANE_TOLERANCE = 0.05
+
+
+def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
+    """The channels this machine's runtime computes at once (its kernels' vector), measured.
+
+    A 3x3 conv over 32 channels is timed at 8 to 64 output channels in
+    steps of 4 (its image sized so every call does about the same work
+    whatever the batch size); ``lanes`` is the largest of
+    `LANE_CANDIDATES` whose padding hides no saving: on average a width
+    between multiples of ``lanes`` is at most `LANE_TOLERANCE` cheaper than
+    the next multiple. (A width dearer than that multiple, as XNNPACK's are
+    between multiples of 8 here, is one the padded price rightly steers the
+    budget away from.)
+    Measured once per machine, runtime and batch size, then read from the
+    latency cache (see `LatencyModel.build`).
+
+    Args:
+        runtime: ``"tf"`` or ``"tflite"``.
+        batch_size: samples per call.
+        cache_dir: the latency cache (see `LatencyModel.build`).
+        timer: ``timer(model) -> milliseconds`` instead of timing on the
+            runtime (not cached).
+
+    Returns:
+        The lanes, an int of `LANE_CANDIDATES`.
+
+    Example:
+
+    ```python
+    kb.evaluate.latency_model.measure_lanes("tf", batch_size=64)    # 16 on AVX-512
+    ```
+    """
+    key = {"version": _VERSION, "signature": "lanes", "runtime": runtime,
+           "batch_size": batch_size, "machine": machine()}
+    path = _cache_path(cache_dir, key)
+    if timer is None and path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["lanes"]
+    side = max(4, round(14 * (64 / batch_size) ** 0.5))
+    widths = list(range(8, 65, 4))
+    convs = []
+    for width in widths:
+        x = keras.Input((side, side, 32))
+        convs.append(keras.Model(x, keras.layers.Conv2D(width, 3, padding="same")(x)))
+    if timer is None:
+        check_runtime(runtime)
+        ms = paired([forward_call(conv, runtime, batch_size) for conv in convs])
+    else:
+        ms = [timer(conv) for conv in convs]
+    at = dict(zip(widths, ms))
+
+    def error(lanes):
+        padded = [(at[w], at[-(-w // lanes) * lanes]) for w in widths
+                  if w % lanes and -(-w // lanes) * lanes in at]
+        return float(np.mean([max(0.0, 1 - a / b) for a, b in padded]))
+
+    lanes = max((n for n in LANE_CANDIDATES[1:] if error(n) <= LANE_TOLERANCE),
+                default=LANE_CANDIDATES[0])
+    if timer is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "lanes": lanes, "widths": widths, "ms": ms}))
+    logger.info("%s at batch %d computes %d channels at once on this machine", runtime,
+                batch_size, lanes)
+    return lanes
 
 
 def _per_channel(record):

@@ -7,12 +7,13 @@ the runtime, so every figure here is exact; real timings are measured by
 
 import json
 
+import keras
 import pytest
 
 import keras_biprune as kb
 from keras_biprune.errors import MissingDependencyError, SearchError
 from keras_biprune.evaluate import LatencyModel
-from keras_biprune.evaluate.latency_model import blocks
+from keras_biprune.evaluate.latency_model import blocks, measure_lanes
 from tests import zoo
 
 OVERHEAD = 0.25
@@ -174,10 +175,11 @@ def test_a_narrower_model_timed_slower_is_pooled_so_the_map_never_decreases(tmp_
 def test_a_width_costs_what_the_next_multiple_of_lanes_costs(tmp_path):
     model = zoo.plain_chain()
     graph = kb.trace(model)
-    exact = _build(model, tmp_path)
+    exact = _build(model, tmp_path, round_to=4)
     timer = MacsTimer()
-    padded = _build(model, tmp_path, timer, lanes=4)
-    assert timer.calls == 0                     # the cached timings serve every lanes
+    padded = _build(model, tmp_path, timer, round_to=4, lanes=4)
+    assert timer.calls == 0                     # the same widths measured: the cache serves
+    assert exact.tables == padded.tables
     for group in graph.prunable_groups:
         if group.size < 8:
             continue
@@ -195,3 +197,32 @@ def test_a_layer_reading_a_subset_of_its_input_is_priced_as_reading_all_of_it(tm
     masked = kb.PruningPlan.random(latency.graph, ratio=0.25, seed=0, input_ratio=0.5)
     assert masked.inputs and masked.keep == upper.keep
     assert latency.predict(masked) == pytest.approx(latency.predict(upper), rel=1e-12)
+
+
+def _conv_timer(cost):
+    """A timer of `measure_lanes`' convs: ``cost(output channels)`` milliseconds."""
+    return lambda conv: cost(conv.outputs[0].shape[-1])
+
+
+@pytest.mark.parametrize("cost, lanes", [
+    (lambda w: 1 + w / 8, 4),                                   # every channel costs
+    (lambda w: 1 + -(-w // 8), 8),                              # padded to 8
+    (lambda w: 1 + -(-w // 16) * (1.02 if w % 16 else 1), 16),  # 16, a little noise
+    (lambda w: 1 + -(-w // 8) + (2 if w % 8 else 0), 8),        # between multiples: dearer
+])
+def test_lanes_are_the_widest_padding_that_hides_no_saving(cost, lanes):
+    assert measure_lanes("tf", 64, timer=_conv_timer(cost)) == lanes
+
+
+def test_tables_are_measured_in_steps_of_lanes_and_a_timer_prices_every_width(tmp_path):
+    x = inputs = keras.Input((8, 8, 3))
+    for i, width in enumerate((32, 64)):
+        x = keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+    wide = _build(model, tmp_path, round_to=4, lanes=16)
+    conv = wide.tables[wide.blocks[1].name]
+    assert conv["in"] == [8, 16, 24, 32]                    # group_step(32, 16): 8
+    assert conv["out"] == [16, 32, 48, 64]                  # the lanes, not round_to's 4s
+    assert _build(model, tmp_path, lanes="auto").lanes == 1     # the timer prices every width
+    with pytest.raises(SearchError, match='lanes must be an int >= 1 or "auto"'):
+        _build(model, tmp_path, lanes="wide")
