@@ -25,7 +25,7 @@ PRUNER = {
     "racing": None,
     "search_kwargs": None,
     "n_select": 3,
-    "finalists": 1,
+    "finalists": None,
     "finalist_steps": 100,
     "steps": 1,
     "stage_steps": 300,
@@ -53,6 +53,9 @@ GRANULARITIES = ("layer", "filter")
 CRITERIA = ("apoz", "blend", "bn_scale", "fpgm", "hrank", "l1", "l2", "random", "taylor")
 """Criterion names ``criteria=`` takes (`keras_biprune.criteria.registry.TABLE`)."""
 
+FINALISTS = 4
+"""``BiLevelPruner(finalists=None)``: the search's best plans that race before a one-shot
+recovery."""
 DEMO_PRESETS = {   # (training steps, search settings); the pruner's default recovery
     "quick": (100, {"generations": 2, "population_size": 4, "islands": 2}),
     "default": (700, {"generations": 4, "population_size": 6, "islands": 2}),

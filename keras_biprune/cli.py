@@ -373,9 +373,11 @@ def build_parser():
     p.add_argument("--distill", choices=tuple(DISTILL), default="auto",
                    help="distill from the unpruned model while fine-tuning; auto: when its "
                         "loss is a categorical cross-entropy (default: auto)")
-    p.add_argument("--finalists", type=_number(int, 1), default=pruner["finalists"],
+    p.add_argument("--finalists", type=_number(int, 1, none=True), default=pruner["finalists"],
                    metavar="N", help="the search's best N plans race on short recoveries "
-                                     "(bilevel; 1: no race) " + _default(pruner["finalists"]))
+                                     "(bilevel; 1: no race; none: "
+                                     f"{_defaults.FINALISTS}, or 1 with --steps > 1) "
+                                     + _default(pruner["finalists"]))
     p.add_argument("--steps", type=_number(int, 1), default=pruner["steps"], metavar="K",
                    help="reach the target in K stages, each searched on the model the one "
                         "before left and briefly recovered (bilevel; 1: one-shot) "

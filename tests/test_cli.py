@@ -82,7 +82,8 @@ def test_prune_then_report(saved):
     for noise in ("cudart_stub", "cuInit", "absl::InitializeLog", "fully_quantize"):
         assert noise not in logs, logs[-3000:]
     for phase in ("] loading data", "] search: bilevel, at most 50% of the FLOPs",
-                  "] fine-tuning: up to 1 epoch(s), distilled from the original (search took",
+                  "] race: 4 finalists, 100 optimizer steps a round (search took",
+                  "] fine-tuning: up to 1 epoch(s), distilled from the original (race took",
                   "] export:", "] done:"):
         assert phase in result.stdout, result.stdout[-3000:]
     assert "evaluations: " in result.stdout and ".0000 " not in result.stdout.split(

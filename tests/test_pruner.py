@@ -247,20 +247,26 @@ def test_recovery_distills_a_classifier_by_default_and_not_on_request(trained, d
     monkeypatch.setattr(pruner_module, "finetune",
                         lambda *args, **kwargs: seen.append(kwargs) or real(*args, **kwargs))
     pruner = _pruner(trained, verbose=1)
-    outputs = []
+    outputs, calls = [], []
     for distill in ("auto", False):
         pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64, distill=distill)
         outputs.append([line for line in capsys.readouterr().out.splitlines()
                         if line.startswith("[")])          # the phase lines
-    assert seen[0]["teacher"] is trained and seen[1]["teacher"] is None
+        calls.append(seen[:])
+        seen.clear()
+    # The race's short recoveries (one a finalist and round) and the full one distil alike.
+    assert len(calls[0]) > 1 and all(c["teacher"] is trained for c in calls[0])
+    assert len(calls[1]) > 1 and all(c["teacher"] is None for c in calls[1])
     first, second = outputs
-    assert len(first) == 3 and first[0].endswith("] search: bilevel, at most 50% of the FLOPs")
-    assert "] fine-tuning: up to 1 epoch(s), distilled from the original (search took 0:" \
-        in first[1]
-    assert "] done: 0:" in first[2] and "(search 0:" in first[2] and "fine-tuning 0:" in first[2]
-    assert second[1].split("] ")[1].startswith("fine-tuning: up to 1 epoch(s) (search took")
-    assert seen[0]["schedule"] == "cosine" and seen[0]["patience"] == 3
-    assert seen[0]["validation_data"] is validation
+    assert len(first) == 4 and first[0].endswith("] search: bilevel, at most 50% of the FLOPs")
+    assert "] race: 4 finalists, 100 optimizer steps a round (search took 0:" in first[1]
+    assert "] fine-tuning: up to 1 epoch(s), distilled from the original (race took 0:" \
+        in first[2]
+    assert "] done: 0:" in first[3] and "(search 0:" in first[3] and "race 0:" in first[3]
+    assert second[2].split("] ")[1].startswith("fine-tuning: up to 1 epoch(s) (race took")
+    full = calls[0][-1]
+    assert full["schedule"] == "cosine" and full["patience"] == 3
+    assert full["validation_data"] is validation
 
 
 def test_recovery_without_epochs_runs_about_two_thousand_steps(trained, digits, monkeypatch):
@@ -308,9 +314,12 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     assert race["finalists"] == 2 and race["scores_before"] == [0.99, 0.5]
     assert race["rounds"][0]["1"] > race["rounds"][0]["0"] and race["winner"] == 1
     assert pruner.plan_ == wide
-    without = _pruner(trained, target_flops=0.1)      # finalists=1: the best before recovery
+    without = _pruner(trained, target_flops=0.1, finalists=1)  # the best before recovery
     without.fit(x, y, epochs=1, batch_size=64)
     assert without.plan_ == narrow and "race" not in without.report_
+    default = _pruner(trained, target_flops=0.1, finalist_steps=60)   # one-shot: a race
+    default.fit(x, y, epochs=1, batch_size=64)
+    assert default.report_["race"]["finalists"] == 2 and default.plan_ == wide
 
 
 def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(trained, digits,
@@ -321,6 +330,7 @@ def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(traine
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
     assert 0.3 - BAND <= pruner.report_["flops_kept"] <= 0.3
     first, last = pruner.report_["stages"]
+    assert "race" not in pruner.report_                 # stages: no race by default
     assert first["target"] == pytest.approx(0.3 ** 0.5) and last["target"] == pytest.approx(0.3)
     # One channel of this tiny net is worth up to 7.7 % of its MACs: a stage may land below
     # its band; the last one is raised into it.
@@ -347,6 +357,7 @@ def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(traine
     ({"steps": 2.0}, "an int >= 1"),
     ({"steps": 2, "method": "nsga2"}, "needs method='bilevel'"),
     ({"steps": 2, "finalists": 3}, "finalists=1"),
+    ({"finalists": 0}, "finalists must be the number of the search's best plans that race"),
 ])
 def test_bad_stage_settings_are_refused_before_any_work(trained, digits, kwargs, match):
     (x, y), _ = digits
@@ -396,6 +407,23 @@ def test_flops_and_latency_targets_both_hold(trained, digits, latency_model, met
     flops = kb.cost(trained, pruner.plan_).macs / kb.cost(trained).macs
     assert flops <= 0.4 and latency_model.ratio(pruner.plan_) <= 0.8
     assert "latency" not in pruner.report_                      # timed after fit only
+
+
+def test_under_a_latency_target_widths_move_in_the_runtimes_lanes(digits, tmp_path):
+    (x, y), _ = digits
+    inputs = keras.Input(x.shape[1:])
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="c1")(inputs)
+    h = keras.layers.Conv2D(48, 3, padding="same", activation="relu", name="c2")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    lanes = kb.evaluate.LatencyModel.build(model, runtime="tf", round_to=4, lanes=16,
+                                           timer=lambda m: 0.02 + kb.cost(m).macs / 1e5,
+                                           cache_dir=tmp_path, verbose=0)
+    pruner = _pruner(model, target_flops=None, target_latency=0.9, runtime=lanes, round_to=4)
+    pruner.search(x, y)
+    widths = {len(v) for s in pruner.search_result_.ranked for v in s.plan.keep.values()}
+    assert widths and all(w % 16 == 0 for w in widths), widths  # 4s would waste lanes
 
 
 def test_a_latency_target_below_the_floors_names_the_smallest_reachable_ratio(trained, digits,
