@@ -102,10 +102,10 @@ class BiLevelPruner(Estimator):
             are repaired to it as predicted by a
             `keras_biprune.evaluate.LatencyModel` of the runtime on this
             machine (built once, cached on disk); with ``target_flops`` too,
-            a plan meets both. Widths then move in steps of the runtime's
-            lanes where they exceed ``round_to`` (16 channels for
-            TensorFlow on an AVX-512 CPU: a width between costs what the
-            next multiple does). After the search the pruned model is timed
+            a plan meets both. Widths then move in steps of the latency
+            model's ``lanes`` where they exceed ``round_to`` (a width
+            between costs what the next multiple does). After the search the
+            pruned model is timed
             against the original: ``report_["latency"]`` holds the predicted
             and measured ratios.
         runtime: what ``target_latency`` is measured on: ``"tflite"`` (float

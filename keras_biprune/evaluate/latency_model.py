@@ -12,10 +12,10 @@ float kernels work on a vector of channels at a time and pad the rest. The
 vector is the machine's: on an AVX-512 machine TensorFlow's conv at 20, 24
 or 28 channels was as slow as at 32 and at 8 or 12 as fast as at 16 (16
 lanes); on an AVX2 one a conv at 17 channels was about as slow as at 20
-(4 lanes: padding to 8 mispredicted ResNet-20's 12-wide layers there). So
+(4 lanes: padding to 8 mispredicted ResNet-20's 12-wide layers there).
 ``lanes="auto"`` measures it once per machine, runtime and batch size
-(`measure_lanes`), and the tables are measured at widths in steps of
-``max(round_to, lanes)``.
+(`measure_lanes`, on one conv shape), and the tables are measured at widths
+in steps of ``max(round_to, lanes)``; the default stays 4 (see `build`).
 A layer that reads a subset of its input channels (the lower level's
 masks, ``plan.inputs``) is priced as reading all of them: the gather that
 picks the subset cost TensorFlow more than the narrower kernel saved (the
@@ -119,7 +119,7 @@ class LatencyModel:
         self._full = self.predict()
 
     @classmethod
-    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes="auto",
+    def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=4,
               time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
         """Measures (or loads from the cache) the latency tables of ``model``.
 
@@ -141,7 +141,12 @@ class LatencyModel:
                 width costs what the next multiple of ``lanes`` costs (1:
                 every width as interpolated). ``"auto"``: measured on this
                 machine (`measure_lanes`, cached). Widths are measured in
-                steps of ``max(round_to, lanes)``.
+                steps of ``max(round_to, lanes)``. The default, 4, is
+                ``"auto"``'s floor: on an AVX-512 machine ``"auto"`` (16 for
+                TensorFlow) predicted the demo's model within 5 % but
+                ResNet-20 on 28x28 images 39 % too fast (its 16-wide first
+                stage runs faster narrower; one conv's lanes do not hold for
+                every shape).
             time_budget: seconds; once spent, the blocks left are measured
                 at their smallest and largest widths only. None: no limit.
             cache_dir: where tables are cached (default: the directory the
