@@ -201,13 +201,12 @@ class LatencyModel:
                        [[sums._sum(plan), ms] for plan, ms in zip(plans, whole_ms)], lanes,
                        seconds, graph)
 
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if stored.get("key") == key:         # the same signature: the same blocks, in
-                names = [b.name for b in blocks(model, graph)]    # order, maybe other names
-                if len(names) == len(stored["tables"]):
-                    return calibrated(dict(zip(names, stored["tables"].values())),
-                                      stored["whole_ms"], stored["seconds"])
+        stored = _read_cache(path, key)
+        if stored is not None:                   # the same signature: the same blocks, in
+            names = [b.name for b in blocks(model, graph)]        # order, maybe other names
+            if len(names) == len(stored["tables"]):
+                return calibrated(dict(zip(names, stored["tables"].values())),
+                                  stored["whole_ms"], stored["seconds"])
         if timer is None:
             def timer(sub_model):
                 return paired([forward_call(sub_model, runtime, batch_size)])[0]
@@ -230,9 +229,8 @@ class LatencyModel:
             progress.update(i + 1, {"timings": len(measured)})
         whole_ms = whole(model, *(apply_plan(model, plan) for plan in plans[1:]))
         latency = calibrated(tables, whole_ms, time.perf_counter() - started)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "tables": tables, "whole_ms": whole_ms,
-                                    "seconds": latency.seconds}))
+        _write_cache(path, {"key": key, "tables": tables, "whole_ms": whole_ms,
+                            "seconds": latency.seconds})
         logger.info("Latency tables of %r on %s built in %.0f s (%d timings), cached in %s",
                     graph.model_name, runtime, latency.seconds, len(measured), path)
         return latency
@@ -264,7 +262,7 @@ class LatencyModel:
     def _padded(self, width, widths):
         """The width the runtime computes for ``width`` channels: the next multiple of
         ``lanes``, at most the widest of ``widths`` (a table's)."""
-        return min(widths[-1], -(-width // self.lanes) * self.lanes)
+        return min(widths[-1], _next_multiple(width, self.lanes))
 
     def ratio(self, plan):
         """The predicted latency of ``plan`` as a share of the unpruned model's."""
@@ -388,10 +386,9 @@ def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
     key = {"version": _VERSION, "signature": "lanes", "runtime": runtime,
            "batch_size": batch_size, "machine": machine()}
     path = _cache_path(cache_dir, key)
-    if timer is None and path.exists():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            return stored["lanes"]
+    stored = None if timer is not None else _read_cache(path, key)
+    if stored is not None:
+        return stored["lanes"]
     side = max(4, round(14 * (64 / batch_size) ** 0.5))
     widths = list(range(8, 65, 4))
     convs = []
@@ -406,15 +403,14 @@ def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
     at = dict(zip(widths, ms))
 
     def error(lanes):
-        padded = [(at[w], at[-(-w // lanes) * lanes]) for w in widths
-                  if w % lanes and -(-w // lanes) * lanes in at]
+        padded = [(at[w], at[_next_multiple(w, lanes)]) for w in widths
+                  if w % lanes and _next_multiple(w, lanes) in at]
         return float(np.mean([max(0.0, 1 - a / b) for a, b in padded]))
 
     lanes = max((n for n in LANE_CANDIDATES[1:] if error(n) <= LANE_TOLERANCE),
                 default=LANE_CANDIDATES[0])
     if timer is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "lanes": lanes, "widths": widths, "ms": ms}))
+        _write_cache(path, {"key": key, "lanes": lanes, "widths": widths, "ms": ms})
     logger.info("%s at batch %d computes %d channels at once on this machine", runtime,
                 batch_size, lanes)
     return lanes
@@ -553,6 +549,24 @@ def _empty_model():
     """The smallest model a runtime can call: its time is the fixed per-call overhead."""
     x = keras.Input((1,))
     return keras.Model(x, keras.layers.ReLU()(x))
+
+
+def _next_multiple(width, lanes):
+    """The smallest multiple of ``lanes`` at least ``width``."""
+    return -(-width // lanes) * lanes
+
+
+def _read_cache(path, key):
+    """The record cached at ``path`` when it was stored under ``key``, else None."""
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    return stored if stored.get("key") == key else None
+
+
+def _write_cache(path, record):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
 
 
 def _cache_path(cache_dir, key):
