@@ -14,7 +14,8 @@ fine-tuning); the test set is never searched on.
 runs instead (batch-norm re-estimation, the model's own optimizer with its
 learning rate cosine-decayed to 0, distillation from the unpruned model,
 ``--finetune-epochs`` epochs, no early stopping: the test set is not looked
-at); its rows go to ``compare_recovery.json`` by default.
+at), and ``pruner`` races its finalists first as ``fit`` does (its search
+seconds include the race); its rows go to ``compare_recovery.json`` by default.
 
 ``--measure latency`` makes the budgets shares of the latency on
 ``--runtime`` at ``--latency-batch`` (predicted by a
@@ -224,6 +225,9 @@ class Bench:
             pruner = kb.BiLevelPruner(model, random_state=seed, verbose=0,
                                       search_kwargs=small if args.quick else None, **targets)
             plan = pruner.search(*self.search).plan_
+            if args.recovery == "full" and pruner._finalists() > 1:   # what fit races to
+                plan = pruner._race(self.x_ft, self.y_ft, self.search, "auto",
+                                    {"epochs": args.finetune_epochs, "batch_size": 128})
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"
             plan = BiLevelSearch(
