@@ -185,7 +185,8 @@ class Search:
         """An upper-level ``plan`` of this run fitted to ``target`` of the cost measure
         (its extra targets scaled alike).
 
-        A plan already within ``BAND`` below ``target`` is returned as it is;
+        A plan already within ``BAND`` below ``target`` (every ceiling's, see
+        `Budget.filled`) is returned as it is;
         otherwise groups get their best-ranked missing channels back (or lose
         their worst-ranked ones) as `Budget.repair` does, so the plan lands
         there: e.g. a Pareto-front solution made to use a FLOPs budget. Call
@@ -200,13 +201,13 @@ class Search:
         ```
         """
         budget = self._budget.with_target(target)
-        if 0 <= budget.slack(plan) <= BAND:
+        if budget.filled(plan):
             return plan
         encoding = self._upper
         keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],
                                                      plan.keep.get(g.id, range(g.size)))]
                 for g in encoding.groups}
-        return budget.repair(encoding, keep)
+        return budget.repair(encoding, keep, fill=True)
 
     def _solution(self, plan):
         score, cost = self._objective.cache[plan]

@@ -301,7 +301,14 @@ class Budget:
 
     Ceilings on other measures (``extra_targets``) hold too: a plan meets
     the budget when it meets every ceiling (`slack`), so the binding one
-    lands in the band. `ratio` is the main measure's.
+    lands in the band. ``repair(..., fill=True)`` (which
+    `keras_biprune.search.Search.fill` runs on the plans a search
+    returns) then moves channels between groups so that every ceiling on
+    the model's size (FLOPs, parameters, filters) lands in its band where a
+    plan does (`filled`). A latency ceiling beside one of them is only
+    held: the plan keeps the FLOPs the FLOPs target allows and runs at most
+    as slow as the latency target, faster when it can. `ratio` is the main
+    measure's.
 
     Args:
         graph: the model's `ChannelGraph`.
@@ -374,6 +381,16 @@ class Budget:
         """
         return min((b.target - b.ratio(plan) for b in self.ceilings), default=math.inf)
 
+    def filled(self, plan):
+        """Whether the plan meets every ceiling, and each one to fill (every ceiling on the
+        model's size, or else the latency's) within ``BAND``."""
+        return self.slack(plan) >= 0 and all(gap <= BAND for gap in self._gaps_to_fill(plan))
+
+    def _gaps_to_fill(self, plan):
+        """``target - ratio`` of every ceiling on the model's size, or else of the latency's."""
+        sizes = [b for b in self.ceilings if b.measure != "latency"]
+        return [b.target - b.ratio(plan) for b in sizes or self.ceilings]
+
     def ratio(self, plan):
         """The plan's cost as a share of the unpruned model's."""
         if self.measure == "latency":
@@ -414,7 +431,7 @@ class Budget:
                 high = mid
         return plan_at(low), low
 
-    def fit_counts(self, wanted, plan_of, steps, floors, limits=None):
+    def fit_counts(self, wanted, plan_of, steps, floors, limits=None, fill=False):
         """``plan_of(counts)`` for the counts closest below the target.
 
         Counts over the target are scaled by one common factor (the largest
@@ -427,7 +444,9 @@ class Budget:
         from one unit to another (`_exchange`). So a target reachable from
         these counts by such moves is met within ``BAND`` whatever the steps.
         Under a latency ceiling, steps are never below the latency model's
-        ``lanes`` and no single channel is moved.
+        ``lanes`` and no single channel is moved. With ``fill``, steps are
+        moved between units until every ceiling to fill (see `filled`) is
+        within ``BAND``, where such moves get there.
 
         Args:
             wanted: ``{unit: count}`` before the budget (a unit is a group,
@@ -438,6 +457,9 @@ class Budget:
             floors: ``{unit: fewest channels}``.
             limits: ``{unit: most channels}`` counts may be raised to
                 (default ``wanted``).
+            fill: fill every ceiling to fill, not only the binding one.
+                Each move tries about ``2 * U**2`` plans of ``U`` units, so
+                it is kept for the plans a search returns.
         """
         limits = wanted if limits is None else limits
         finest = self._finest_step()
@@ -458,8 +480,11 @@ class Budget:
         while slack > BAND and max(steps.values(), default=1) > finest:
             steps = {u: max(finest, step // 2) for u, step in steps.items()}
             counts, slack = self._raise(counts, limits, steps, plan_of, slack, BAND)
-        if slack > BAND and finest == 1:
-            counts = self._exchange(counts, limits, floors, plan_of, slack)
+        if fill:
+            counts = self._exchange(counts, limits, floors, steps, plan_of, self._gaps_to_fill)
+        elif slack > BAND and finest == 1:
+            counts = self._exchange(counts, limits, floors, steps, plan_of,
+                                    lambda plan: [self.slack(plan)])
         return plan_of(counts)
 
     def _finest_step(self):
@@ -469,26 +494,42 @@ class Budget:
         return max([b.latency_model.lanes for b in self.ceilings if b.measure == "latency"],
                    default=1)
 
-    def _exchange(self, counts, limits, floors, plan_of, slack):
-        """Counts with single channels moved from one unit to another while that brings the
-        cost closer below the ceilings, until it is within ``BAND`` of them.
+    def _exchange(self, counts, limits, floors, steps, plan_of, gaps_of):
+        """Counts with one unit raised a step and another lowered one or two (or none), the
+        move that most narrows the gaps ``gaps_of(plan)`` beyond ``BAND`` (then in all) while
+        every ceiling holds, until each gap is within ``BAND``.
 
         Raising alone can stop short of the band: a unit at its limit cannot
-        grow, and one more channel of another may overshoot (a group whose
-        every channel costs more than the band). Moving a channel between
-        two units then lands in between.
+        grow, and one more step of another may overshoot (a group whose
+        every channel costs more than the band). Moving a step between
+        two units then lands in between. With several ceilings the raise
+        stops at the binding one; moving steps from units dear in it to
+        units cheap in it fills the others (under a latency ceiling, FLOPs
+        move from layers that run slow for their FLOPs to those that run
+        fast).
         """
-        while slack > BAND:
+        def unfilled(plan):
+            gaps = gaps_of(plan)
+            return sum(max(0.0, gap - BAND) for gap in gaps), sum(gaps)
+
+        gap = unfilled(plan_of(counts))
+        while gap[0] > 0:
             best = None
             for up in (u for u in counts if counts[u] < limits[u]):
-                for down in (u for u in counts if u != up and counts[u] > floors[u]):
-                    trial = {**counts, up: counts[up] + 1, down: counts[down] - 1}
-                    value = self.slack(plan_of(trial))
-                    if 0 <= value < (slack if best is None else best[1]):
+                raised = min(limits[up], (counts[up] // steps[up] + 1) * steps[up])
+                lowered = [(u, max(floors[u], (-(-counts[u] // steps[u]) - k) * steps[u]))
+                           for u in counts if u != up and counts[u] > floors[u] for k in (1, 2)]
+                for down, count in (None, None), *dict.fromkeys(lowered):
+                    trial = {**counts, up: raised}
+                    if down is not None:
+                        trial[down] = count
+                    plan = plan_of(trial)
+                    value = unfilled(plan)
+                    if value < (gap if best is None else best[1]) and self.slack(plan) >= 0:
                         best = (trial, value)
             if best is None:
                 return counts
-            counts, slack = best
+            counts, gap = best
         return counts
 
     def _raise(self, counts, limits, steps, plan_of, slack, tolerance):
@@ -519,12 +560,13 @@ class Budget:
                 for g in encoding.groups}
         return self.ratio(encoding.plan(keep))
 
-    def repair(self, encoding, keep):
+    def repair(self, encoding, keep, fill=False):
         """The upper-level plan of ``keep`` (from `UpperEncoding.kept`) fitted to the target.
 
         Shrunk when over it; then the most cut groups get their best-ranked
         missing channels back while the target holds (`fit_counts`), so
-        every repaired plan lands just below the target.
+        every repaired plan lands just below the target; with ``fill``, every
+        ceiling to fill does (see `filled`).
         """
         order = {k: np.concatenate([v, encoding.ranking[k][~np.isin(encoding.ranking[k], v)]])
                  for k, v in keep.items()}
@@ -532,7 +574,7 @@ class Budget:
                                lambda counts: encoding.plan({k: order[k][:n]
                                                              for k, n in counts.items()}),
                                encoding.step, encoding.floor,
-                               limits={k: len(v) for k, v in order.items()})
+                               limits={k: len(v) for k, v in order.items()}, fill=fill)
 
 
 # A budget is met within BAND of its target (when the floors allow): counts are raised in

@@ -155,6 +155,28 @@ def test_flops_and_latency_budgets_combine(tmp_path):
         Budget(graph, 0.5, "flops", extra_targets={"flops": 0.4})
 
 
+def test_a_fill_lands_the_flops_in_their_band_where_the_latency_binds_first(tmp_path):
+    model = _chain([16, 32, 64, 64], "fill")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    budget = Budget(graph, 0.45, "latency", latency_model=latency, extra_targets={"flops": 0.5})
+    flops = Budget(graph)
+    rng = np.random.default_rng(0)
+    genomes = [encoding.full()] + [np.array([rng.choice(space) for space in encoding.gene_space])
+                                   for _ in range(5)]
+    searched = [encoding.decode(genome, budget) for genome in genomes]
+    assert min(flops.ratio(plan) for plan in searched) < 0.5 - BAND     # the latency binds
+    for plan in searched:
+        keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],
+                                                     plan.keep.get(g.id, range(g.size)))]
+                for g in encoding.groups}
+        filled = budget.repair(encoding, keep, fill=True)
+        kept = {"latency": latency.ratio(filled), "flops": flops.ratio(filled)}
+        assert kept["latency"] <= 0.45 and 0.5 - BAND <= kept["flops"] <= 0.5, kept
+        assert budget.filled(filled) and (budget.filled(plan) or plan != filled)
+
+
 def test_an_unreachable_latency_target_is_refused_with_the_smallest_reachable_ratio(tmp_path):
     model = _chain([16, 32], "unreachable_latency")
     x = np.random.default_rng(0).normal(size=(64, 12, 12, 3)).astype("float32")
