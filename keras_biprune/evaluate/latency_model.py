@@ -17,10 +17,13 @@ lanes); on an AVX2 one a conv at 17 channels was about as slow as at 20
 (`measure_lanes`, on one conv shape), and the tables are measured at widths
 in steps of ``max(round_to, lanes)``; the default stays 4 (see `build`).
 A layer that reads a subset of its input channels (the lower level's
-masks, ``plan.inputs``) is priced as reading all of them: the gather that
-picks the subset cost TensorFlow more than the narrower kernel saved (the
-demo's model at batch 64: 0.87 of the unpruned latency with its plan's
-input masks, 0.70 without them).
+masks, ``plan.inputs``) is priced as reading all of them, plus the gather
+that picks the subset (`keras_biprune.layers.ChannelSelect`, timed per
+block at half its input's channels and priced in proportion to the
+channels it keeps): the gather cost TensorFlow more than the narrower
+kernel saved (the demo's model at batch 64: 0.87 of the unpruned latency
+with its plan's input masks, 0.70 without them; on digits a plan predicted
+at 0.686 without its two gathers measured 0.796).
 
 Blocks timed alone do not add up to the whole model: a whole call adds the
 dispatch of its operations, and each block alone spends what the whole model
@@ -52,13 +55,14 @@ from keras_biprune.errors import SearchError
 from keras_biprune.evaluate.runtimes import check_runtime, forward_call, paired
 from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
-from keras_biprune.plan import PruningPlan, node_io
+from keras_biprune.layers import ChannelSelect
+from keras_biprune.plan import PruningPlan, node_io, takes_input_mask
 from keras_biprune.plan.steps import group_step
 from keras_biprune.surgery import apply_plan
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 4
+_VERSION = 5
 _FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
 CALIBRATION = (1.0, 0.75, 0.5, 0.25)
 """Shares of every group's width of the whole models the block sums are mapped through."""
@@ -257,6 +261,8 @@ class LatencyModel:
                 ms = np.interp(self._padded(_width(block.outputs, atom_keep), table["out"]),
                                table["out"], ms)
             total += float(np.asarray(ms).reshape(-1)[0])
+            if block.first in plan.inputs and "gather" in table:
+                total += table["gather"][1] * len(plan.inputs[block.first]) / table["gather"][0]
         return total
 
     def _padded(self, width, widths):
@@ -465,7 +471,24 @@ def _table(graph, block, round_to, max_widths, measured, timer, overhead):
         return [] if levels == [{}] else [_width(channels, _atom_keep(graph, level))
                                           for level in levels]
 
-    return {"in": widths(rows, block.inputs), "out": widths(cols, block.outputs), "ms": ms}
+    table = {"in": widths(rows, block.inputs), "out": widths(cols, block.outputs), "ms": ms}
+    if block.inputs is not None and takes_input_mask(block.records[0]):
+        table["gather"] = _gather_ms(block, measured, timer, overhead)
+    return table
+
+
+def _gather_ms(block, measured, timer, overhead):
+    """``[kept, ms]``: the time of the gather a lower-level input mask puts before the block
+    (a `keras_biprune.layers.ChannelSelect` of half its input's channels)."""
+    tensor = internals.node_input_tensors(block.nodes[0])[0]
+    shape, axis = list(tensor.shape[1:]), block.inputs.axis
+    kept = max(1, shape[axis] // 2)
+    key = json.dumps(["gather", shape, axis, kept])
+    if key not in measured:
+        x = keras.Input(batch_shape=(None, *shape), dtype=tensor.dtype)
+        measured[key] = max(0.0, timer(keras.Model(x, ChannelSelect(range(kept), axis)(x)))
+                            - overhead)
+    return [kept, measured[key]]
 
 
 def _atom_keep(graph, counts):

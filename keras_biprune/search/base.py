@@ -12,7 +12,7 @@ from keras_biprune.plan import PruningPlan
 from keras_biprune.search._evolution import Checkpoint, seed_for
 from keras_biprune.search.front import ParetoFront, Solution
 from keras_biprune.search.objective import Objective
-from keras_biprune.search.space import BAND, Budget, UpperEncoding
+from keras_biprune.search.space import Budget, UpperEncoding
 
 
 @dataclasses.dataclass

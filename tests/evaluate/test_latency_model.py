@@ -14,6 +14,7 @@ import keras_biprune as kb
 from keras_biprune.errors import MissingDependencyError, SearchError
 from keras_biprune.evaluate import LatencyModel
 from keras_biprune.evaluate.latency_model import blocks, measure_lanes
+from keras_biprune.layers import ChannelSelect
 from tests import zoo
 
 OVERHEAD = 0.25
@@ -190,13 +191,21 @@ def test_a_width_costs_what_the_next_multiple_of_lanes_costs(tmp_path):
         assert padded.predict(four) < padded.predict(odd)
 
 
-def test_a_layer_reading_a_subset_of_its_input_is_priced_as_reading_all_of_it(tmp_path):
+def test_a_layer_reading_a_subset_of_its_input_is_priced_as_reading_all_of_it_plus_a_gather(
+        tmp_path):
+    def timer(sub_model):       # MACs, and a gather 1 microsecond a channel it keeps
+        gathers = [layer for layer in sub_model.layers if isinstance(layer, ChannelSelect)]
+        return OVERHEAD + kb.cost(sub_model).macs / 1e6 + sum(len(g.indices) for g in gathers) / 1e3
+
     model = zoo.plain_chain()
-    latency = _build(model, tmp_path)
+    latency = _build(model, tmp_path, timer=timer)
     upper = kb.PruningPlan.random(latency.graph, ratio=0.25, seed=0)
     masked = kb.PruningPlan.random(latency.graph, ratio=0.25, seed=0, input_ratio=0.5)
     assert masked.inputs and masked.keep == upper.keep
-    assert latency.predict(masked) == pytest.approx(latency.predict(upper), rel=1e-12)
+    gathers = sum(len(kept) for kept in masked.inputs.values()) / 1e3
+    assert latency.predict(masked) == pytest.approx(latency.predict(upper) + gathers, rel=1e-9)
+    free = _build(model, tmp_path / "free")                 # a gather that costs nothing
+    assert free.predict(masked) == pytest.approx(free.predict(upper), rel=1e-12)
 
 
 def _conv_timer(cost):
