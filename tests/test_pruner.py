@@ -9,6 +9,7 @@ from backends import ON_TENSORFLOW
 from matplotlib.figure import Figure
 
 import keras_biprune as kb
+from keras_biprune.demo import build_model
 from keras_biprune.errors import SearchError, TrainingError
 from keras_biprune.search.space import BAND
 from tests import zoo
@@ -376,6 +377,21 @@ def latency_model(trained, tmp_path_factory):
     return kb.evaluate.LatencyModel.build(trained, runtime="tf", round_to=8, lanes=1, timer=timer,
                                           cache_dir=tmp_path_factory.mktemp("latency"),
                                           verbose=0)
+
+
+def test_under_a_latency_target_plans_keep_every_input_channel(digits, tmp_path):
+    (x, y), _ = digits
+    model = build_model(x.shape[1:], width=16)          # a group read by two layers
+    model.compile(keras.optimizers.Adam(), keras.losses.SparseCategoricalCrossentropy(True))
+    latency = kb.evaluate.LatencyModel.build(
+        model, runtime="tf", round_to=4, lanes=1, cache_dir=tmp_path, verbose=0,
+        timer=lambda sub_model: 0.02 + kb.cost(sub_model).macs / 1e5)
+    settings = {"target_flops": 0.5, "runtime": latency, "random_state": 0}
+    searched = {target: _pruner(model, target_latency=target, **settings,
+                                search_kwargs=SMALL | extra).search(x, y)
+                for target, extra in ((None, {"lower_share": 1.0}), (0.9, {}))}
+    assert any(s.plan.inputs for s in searched[None].search_result_.ranked)
+    assert not any(s.plan.inputs for s in searched[0.9].search_result_.ranked)  # no gathers
 
 
 @pytest.mark.tensorflow      # fit times the pruned model on the "tf" runtime

@@ -75,7 +75,8 @@ class BiLevelSearch(Search):
             share of it (see above).
         lower_share: the share of each generation's new upper individuals,
             best first by their keep-every-input response, that get a
-            lower-level run (1: all of them, as in the paper).
+            lower-level run (1: all of them, as in the paper; 0: none, so
+            with ``upper_slack=0`` plans keep every input channel).
         **kwargs: see `keras_biprune.search.Search` (``population_size``
             defaults to 8 per island, ``generations`` to 6).
 
@@ -121,9 +122,9 @@ class BiLevelSearch(Search):
                 f"migration_size must be below population_size ({self.population_size}). "
                 f"Received: migration_size={self.migration_size}."
             )
-        check_number("lower_share", self.lower_share, SearchError, 0, 1, open_low=True,
-                     expected="in (0, 1], a share of the upper individuals",
-                     fix="1 runs the lower level for every upper individual.")
+        check_number("lower_share", self.lower_share, SearchError, 0, 1,
+                     expected="in [0, 1], a share of the upper individuals",
+                     fix="1 runs the lower level for every upper individual, 0 for none.")
         check_number("upper_slack", self.upper_slack, SearchError, 0)
         self._lower = LowerEncoding(self.evaluator.graph, self.channel_granularity,
                                     self.lower_encoding, self.lower_levels, self.round_to)

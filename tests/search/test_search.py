@@ -264,9 +264,11 @@ def test_bilevel_lower_level_can_win_with_input_masks(evaluator):
 
 
 def test_lower_level_runs_only_for_the_best_share_of_new_upper_individuals(evaluator):
+    none = _bilevel(evaluator, lower_share=0, upper_slack=0, generations=1).run()
     few = _bilevel(evaluator, lower_share=0.25, generations=1).run()
     every = _bilevel(evaluator, lower_share=1.0, generations=1).run()
-    assert few.n_evaluations < every.n_evaluations
+    assert none.n_evaluations < few.n_evaluations < every.n_evaluations
+    assert not any(s.plan.inputs for s in none.ranked)       # every input channel kept
 
 
 def test_bilevel_filter_granularity_reports_sparse_cost(evaluator):
@@ -369,7 +371,7 @@ def test_progress_shows_candidates_before_the_first_generation_ends(evaluator, c
     ({"channel_granularity": "kernel"}, "granularity must be one of"),
     ({"max_accuracy_drop": -0.1}, "max_accuracy_drop must be a number >= 0"),
     ({"migration_size": 4}, "migration_size must be below population_size"),
-    ({"lower_share": 0}, "lower_share must be in"),
+    ({"lower_share": 1.5}, "lower_share must be in"),
 ])
 def test_bad_settings_raise_clear_errors(evaluator, kwargs, match):
     with pytest.raises(SearchError, match=match):
