@@ -45,6 +45,8 @@ def main(argv=None):
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds per latency table (see LatencyModel.build)")
     parser.add_argument("--cache-dir", default=None, help="latency table cache")
+    parser.add_argument("--lanes", default="4",
+                        help="LatencyModel.build's lanes: an int or auto (default 4)")
     parser.add_argument("--resnet50", action="store_true",
                         help="also build the tables of ResNet50 at 224x224 (time only)")
     parser.add_argument("--report", action="store_true", help="only print the summary of --out")
@@ -89,6 +91,7 @@ def _table(model, runtime, batch, args):
 
     return LatencyModel.build(model, runtime, batch, round_to=args.round_to,
                               max_widths=args.max_widths, time_budget=args.time_budget,
+                              lanes=int(args.lanes) if args.lanes.isdigit() else args.lanes,
                               cache_dir=args.cache_dir, verbose=2)
 
 
@@ -97,7 +100,7 @@ def _table_time(name, runtime, batch, args, state, path):
     started = time.perf_counter()
     latency = _table(_model(name), runtime, batch, args)
     row = {"model": name, "runtime": runtime, "batch": batch, "max_widths": args.max_widths,
-           "time_budget": args.time_budget, "seconds": latency.seconds,
+           "lanes": args.lanes, "time_budget": args.time_budget, "seconds": latency.seconds,
            "cached": time.perf_counter() - started < 0.5 * latency.seconds,
            "blocks": len(latency.blocks), "calibration": latency.calibration}
     print(f"{name:<12} {runtime:<6} b{batch:<3} tables built in {latency.seconds:.0f} s "
