@@ -6,7 +6,11 @@ ReLU), which is what a runtime fuses into one kernel. Each block is rebuilt
 alone at a grid of channel widths (the widths a search can choose, in
 ``round_to`` steps, at most ``max_widths`` of them per axis) and timed once;
 between measured widths the latency is interpolated (bilinearly for a block
-whose input and output widths are free). A width that is not a multiple of
+whose input and output widths are free). A block's widths are timed together
+with an empty model, call by call in turn, so the per-call overhead taken
+out of them and their differences are measured under the same conditions
+(five builds of the demo's tables predicted one plan at 0.633-0.679 of the
+latency; timed one by one, at 0.604-0.687). A width that is not a multiple of
 ``lanes`` costs what the next multiple costs: TensorFlow's and XNNPACK's
 float kernels work on a vector of channels at a time and pad the rest. The
 vector is the machine's: on an AVX-512 machine TensorFlow's conv at 20, 24
@@ -64,7 +68,7 @@ from keras_biprune.surgery import apply_plan
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 5
+_VERSION = 6
 _FALLBACK_WIDTHS = 2     # widths per axis once time_budget is spent
 CALIBRATION = (1.0, 0.75, 0.5, 0.25)
 """Shares of every group's width of the whole models the block sums are mapped through."""
@@ -214,16 +218,13 @@ class LatencyModel:
                 return calibrated(dict(zip(names, stored["tables"].values())),
                                   stored["whole_ms"], stored["seconds"])
         if timer is None:
-            def timer(sub_model):
-                return paired([forward_call(sub_model, runtime, batch_size)])[0]
-
-            def whole(*models):             # whole models, timed in turn
-                return paired([forward_call(m, runtime, batch_size) for m in models], rounds=5)
+            def in_turn(models, rounds=3):          # call by call in turn
+                return paired([forward_call(m, runtime, batch_size) for m in models],
+                              rounds=rounds)
         else:
-            def whole(*models):
+            def in_turn(models, rounds=3):
                 return [timer(m) for m in models]
         started = time.perf_counter()
-        overhead = timer(_empty_model())
         measured, tables = {}, {}
         parts = blocks(model, graph)
         progress = Progress(len(parts), verbose, ("timings",), unit="block")
@@ -231,9 +232,10 @@ class LatencyModel:
             spent = time_budget is not None and time.perf_counter() - started > time_budget
             tables[block.name] = _table(graph, block, grid,
                                         _FALLBACK_WIDTHS if spent else max_widths,
-                                        measured, timer, overhead)
+                                        measured, in_turn)
             progress.update(i + 1, {"timings": len(measured)})
-        whole_ms = whole(model, *(apply_plan(model, plan) for plan in plans[1:]))
+        whole_ms = in_turn([model, *(apply_plan(model, plan) for plan in plans[1:])],
+                           rounds=5)
         latency = calibrated(tables, whole_ms, time.perf_counter() - started)
         _write_cache(path, {"key": key, "tables": tables, "whole_ms": whole_ms,
                             "seconds": latency.seconds})
@@ -449,8 +451,14 @@ def _levels(groups, round_to, max_widths):
             for p in picks]
 
 
-def _table(graph, block, round_to, max_widths, measured, timer, overhead):
-    """The measured table of one block (see `LatencyModel`)."""
+def _table(graph, block, round_to, max_widths, measured, time_models):
+    """The measured table of one block (see `LatencyModel`).
+
+    The block's sub-models not yet in ``measured`` are timed together with
+    the empty model, call by call in turn (``time_models(models)``), so the
+    widths of one block and the per-call overhead taken out of them are
+    measured under the same conditions.
+    """
     in_groups, out_groups = _axis_groups(graph, block.inputs), _axis_groups(graph, block.outputs)
     out_ids = {g.id for g in out_groups}
     widths_out = max_widths
@@ -460,37 +468,41 @@ def _table(graph, block, round_to, max_widths, measured, timer, overhead):
             widths_out = max_widths ** 2                # mixes channels: quadratic in the width
     rows = _levels(in_groups, round_to, max_widths) if in_groups else [{}]
     cols = _levels(out_groups, round_to, widths_out) if out_groups else [{}]
-    ms = []
-    for row in rows:
-        ms.append([])
-        for col in cols:
-            key, build = _sub_model(graph, block, _atom_keep(graph, row | col))
-            if key not in measured:
-                measured[key] = max(0.0, timer(build()) - overhead)
-            ms[-1].append(measured[key])
+    grid = [[_sub_model(graph, block, _atom_keep(graph, row | col)) for col in cols]
+            for row in rows]
+    builds = {key: build for line in grid for key, build in line}
+    gather = None
+    if block.inputs is not None and takes_input_mask(block.records[0]):
+        gather = _gather(block)
+        builds.setdefault(*gather[1:])
+    new = [key for key in builds if key not in measured]
+    if new:
+        overhead, *ms = time_models([_empty_model(), *(builds[key]() for key in new)])
+        measured.update({key: max(0.0, t - overhead) for key, t in zip(new, ms)})
 
     def widths(levels, channels):
         return [] if levels == [{}] else [_width(channels, _atom_keep(graph, level))
                                           for level in levels]
 
-    table = {"in": widths(rows, block.inputs), "out": widths(cols, block.outputs), "ms": ms}
-    if block.inputs is not None and takes_input_mask(block.records[0]):
-        table["gather"] = _gather_ms(block, measured, timer, overhead)
+    table = {"in": widths(rows, block.inputs), "out": widths(cols, block.outputs),
+             "ms": [[measured[key] for key, _ in line] for line in grid]}
+    if gather is not None:
+        table["gather"] = [gather[0], measured[gather[1]]]
     return table
 
 
-def _gather_ms(block, measured, timer, overhead):
-    """``[kept, ms]``: the time of the gather a lower-level input mask puts before the block
+def _gather(block):
+    """``(kept, key, build)`` of the gather a lower-level input mask puts before the block
     (a `keras_biprune.layers.ChannelSelect` of half its input's channels)."""
     tensor = internals.node_input_tensors(block.nodes[0])[0]
     shape, axis = list(tensor.shape[1:]), block.inputs.axis
     kept = max(1, shape[axis] // 2)
-    key = json.dumps(["gather", shape, axis, kept])
-    if key not in measured:
+
+    def build():
         x = keras.Input(batch_shape=(None, *shape), dtype=tensor.dtype)
-        measured[key] = max(0.0, timer(keras.Model(x, ChannelSelect(range(kept), axis)(x)))
-                            - overhead)
-    return [kept, measured[key]]
+        return keras.Model(x, ChannelSelect(range(kept), axis)(x))
+
+    return kept, json.dumps(["gather", shape, axis, kept]), build
 
 
 def _atom_keep(graph, counts):

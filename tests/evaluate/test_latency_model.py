@@ -13,7 +13,7 @@ import pytest
 import keras_biprune as kb
 from keras_biprune.errors import MissingDependencyError, SearchError
 from keras_biprune.evaluate import LatencyModel
-from keras_biprune.evaluate.latency_model import blocks, measure_lanes
+from keras_biprune.evaluate.latency_model import CALIBRATION, blocks, measure_lanes
 from keras_biprune.layers import ChannelSelect
 from tests import zoo
 
@@ -103,6 +103,34 @@ def test_widths_are_measured_in_round_to_steps_at_most_max_widths_per_axis(tmp_p
 def test_a_spent_time_budget_measures_the_rest_at_two_widths(tmp_path):
     latency = _build(zoo.plain_chain(), tmp_path, time_budget=0.0, max_widths=5)
     assert all(len(t["in"]) <= 2 and len(t["out"]) <= 2 for t in latency.tables.values())
+
+
+def test_a_blocks_widths_are_timed_in_turn_with_the_overhead(monkeypatch, tmp_path):
+    from keras_biprune.evaluate import latency_model
+
+    timed = []       # the models of each paired call, in order
+
+    def paired(calls, rounds=3, runs=10, warmup=3):
+        timed.append([call.model for call in calls])
+        return [OVERHEAD + kb.cost(call.model).macs / 1e6 for call in calls]
+
+    def forward_call(model, runtime, batch_size):
+        call = lambda: None
+        call.model = model
+        return call
+
+    monkeypatch.setattr(latency_model, "paired", paired)
+    monkeypatch.setattr(latency_model, "forward_call", forward_call)
+    model = zoo.plain_chain()
+    latency = LatencyModel.build(model, runtime="tf", batch_size=8, round_to=1, lanes=1,
+                                 cache_dir=tmp_path, verbose=0)
+    *per_block, whole = timed
+    assert len(per_block) == len(latency.blocks) and len(whole) == len(CALIBRATION)
+    for models in per_block:                 # the empty model, then the block's widths
+        assert kb.cost(models[0]).macs == 0 and len(models) > 2
+    plan = kb.PruningPlan.random(latency.graph, ratio=0.5, seed=0)
+    assert latency.predict(plan) == pytest.approx(OVERHEAD + kb.cost(latency.graph, plan).macs
+                                                  / 1e6, rel=1e-9)
 
 
 def test_a_runtime_that_is_not_installed_is_named(monkeypatch, tmp_path):
