@@ -379,17 +379,23 @@ class Budget:
 
         Negative when the plan misses one; infinite without any ceiling.
         """
-        return min((b.target - b.ratio(plan) for b in self.ceilings), default=math.inf)
+        return min(self._gaps(plan), default=math.inf)
 
     def filled(self, plan):
         """Whether the plan meets every ceiling, and each one to fill (every ceiling on the
         model's size, or else the latency's) within ``BAND``."""
-        return self.slack(plan) >= 0 and all(gap <= BAND for gap in self._gaps_to_fill(plan))
+        gaps = self._gaps(plan)
+        return min(gaps, default=math.inf) >= 0 and all(gap <= BAND for gap in self._to_fill(gaps))
 
-    def _gaps_to_fill(self, plan):
-        """``target - ratio`` of every ceiling on the model's size, or else of the latency's."""
-        sizes = [b for b in self.ceilings if b.measure != "latency"]
-        return [b.target - b.ratio(plan) for b in sizes or self.ceilings]
+    def _gaps(self, plan):
+        """``target - ratio`` of every ceiling, in the order of ``ceilings``."""
+        return [b.target - b.ratio(plan) for b in self.ceilings]
+
+    def _to_fill(self, gaps):
+        """Of the ceilings' ``gaps``, those of every ceiling on the model's size, or else all
+        (the latency's)."""
+        sizes = [gap for b, gap in zip(self.ceilings, gaps) if b.measure != "latency"]
+        return sizes or gaps
 
     def ratio(self, plan):
         """The plan's cost as a share of the unpruned model's."""
@@ -481,10 +487,10 @@ class Budget:
             steps = {u: max(finest, step // 2) for u, step in steps.items()}
             counts, slack = self._raise(counts, limits, steps, plan_of, slack, BAND)
         if fill:
-            counts = self._exchange(counts, limits, floors, steps, plan_of, self._gaps_to_fill)
+            counts = self._exchange(counts, limits, floors, steps, plan_of, self._to_fill)
         elif slack > BAND and finest == 1:
             counts = self._exchange(counts, limits, floors, steps, plan_of,
-                                    lambda plan: [self.slack(plan)])
+                                    lambda gaps: [min(gaps)])
         return plan_of(counts)
 
     def _finest_step(self):
@@ -494,10 +500,10 @@ class Budget:
         return max([b.latency_model.lanes for b in self.ceilings if b.measure == "latency"],
                    default=1)
 
-    def _exchange(self, counts, limits, floors, steps, plan_of, gaps_of):
+    def _exchange(self, counts, limits, floors, steps, plan_of, chosen):
         """Counts with one unit raised a step and another lowered one or two (or none), the
-        move that most narrows the gaps ``gaps_of(plan)`` beyond ``BAND`` (then in all) while
-        every ceiling holds, until each gap is within ``BAND``.
+        move that most narrows the gaps ``chosen(gaps)`` (of the ceilings' gaps) beyond
+        ``BAND`` (then in all) while every ceiling holds, until each is within ``BAND``.
 
         Raising alone can stop short of the band: a unit at its limit cannot
         grow, and one more step of another may overshoot (a group whose
@@ -508,24 +514,27 @@ class Budget:
         move from layers that run slow for their FLOPs to those that run
         fast).
         """
-        def unfilled(plan):
-            gaps = gaps_of(plan)
+        def unfilled(gaps):
+            gaps = chosen(gaps)
             return sum(max(0.0, gap - BAND) for gap in gaps), sum(gaps)
 
-        gap = unfilled(plan_of(counts))
+        gap = unfilled(self._gaps(plan_of(counts)))
         while gap[0] > 0:
             best = None
+            lowered = dict.fromkeys(
+                (u, max(floors[u], (-(-counts[u] // steps[u]) - k) * steps[u]))
+                for u in counts if counts[u] > floors[u] for k in (1, 2))
             for up in (u for u in counts if counts[u] < limits[u]):
                 raised = min(limits[up], (counts[up] // steps[up] + 1) * steps[up])
-                lowered = [(u, max(floors[u], (-(-counts[u] // steps[u]) - k) * steps[u]))
-                           for u in counts if u != up and counts[u] > floors[u] for k in (1, 2)]
-                for down, count in (None, None), *dict.fromkeys(lowered):
+                for down, count in (None, None), *(m for m in lowered if m[0] != up):
                     trial = {**counts, up: raised}
                     if down is not None:
                         trial[down] = count
-                    plan = plan_of(trial)
-                    value = unfilled(plan)
-                    if value < (gap if best is None else best[1]) and self.slack(plan) >= 0:
+                    gaps = self._gaps(plan_of(trial))
+                    if min(gaps) < 0:
+                        continue
+                    value = unfilled(gaps)
+                    if value < (gap if best is None else best[1]):
                         best = (trial, value)
             if best is None:
                 return counts
