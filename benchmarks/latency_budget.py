@@ -47,6 +47,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None, help="latency table cache")
     parser.add_argument("--lanes", default="4",
                         help="LatencyModel.build's lanes: an int or auto (default 4)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TFLite interpreter threads (default: LatencyModel.build's, 1)")
     parser.add_argument("--resnet50", action="store_true",
                         help="also build the tables of ResNet50 at 224x224 (time only)")
     parser.add_argument("--report", action="store_true", help="only print the summary of --out")
@@ -92,14 +94,16 @@ def _table(model, runtime, batch, args):
     return LatencyModel.build(model, runtime, batch, round_to=args.round_to,
                               max_widths=args.max_widths, time_budget=args.time_budget,
                               lanes=int(args.lanes) if args.lanes.isdigit() else args.lanes,
-                              cache_dir=args.cache_dir, verbose=2)
+                              cache_dir=args.cache_dir, verbose=2,
+                              threads=args.threads if runtime == "tflite" else None)
 
 
 def _table_time(name, runtime, batch, args, state, path):
     """Builds (or loads) one model's tables and records how long building them took."""
     started = time.perf_counter()
     latency = _table(_model(name), runtime, batch, args)
-    row = {"model": name, "runtime": runtime, "batch": batch, "max_widths": args.max_widths,
+    row = {"model": name, "runtime": runtime, "batch": batch, "threads": latency.threads,
+           "max_widths": args.max_widths,
            "lanes": args.lanes, "time_budget": args.time_budget, "seconds": latency.seconds,
            "cached": time.perf_counter() - started < 0.5 * latency.seconds,
            "blocks": len(latency.blocks), "calibration": latency.calibration}
@@ -134,10 +138,12 @@ def _measure(name, runtime, batch, args, state, path):
             if any(_key(r) == key for r in state["rows"]):
                 continue
             plan = encoding.decode(genome, budget)
-            base = base or forward_call(model, runtime, batch)
-            ms = paired([base, forward_call(kb.apply_plan(model, plan), runtime, batch)],
+            base = base or forward_call(model, runtime, batch, threads=latency.threads)
+            ms = paired([base, forward_call(kb.apply_plan(model, plan), runtime, batch,
+                                            threads=latency.threads)],
                         args.rounds, args.runs)
-            row = {"model": name, "runtime": runtime, "batch": batch, "target": target,
+            row = {"model": name, "runtime": runtime, "batch": batch, "threads": latency.threads,
+                   "target": target,
                    "kind": kind, "predicted": latency.ratio(plan), "measured": ms[1] / ms[0],
                    "predicted_ms": latency.predict(plan), "latency_ms": ms,
                    "flops": kb.cost(graph, plan).macs / full_flops,

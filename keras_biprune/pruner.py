@@ -114,8 +114,10 @@ class BiLevelPruner(Estimator):
             against the original: ``report_["latency"]`` holds the predicted
             and measured ratios.
         runtime: what ``target_latency`` is measured on: ``"tflite"`` (float
-            TFLite, XNNPACK), ``"tf"`` (a compiled TensorFlow call), or a
-            `keras_biprune.evaluate.LatencyModel` already built for the model.
+            TFLite, XNNPACK, on one thread), ``"tf"`` (a compiled TensorFlow
+            call), or a `keras_biprune.evaluate.LatencyModel` already built
+            for the model (e.g. ``LatencyModel.build(model, "tflite",
+            threads=4)`` for another thread count).
         latency_batch_size: samples per call of the latency target.
         max_accuracy_drop: the accuracy drop allowed after recovery (metric
             units; 0.01 is one point), checked with a warning; or None.
@@ -660,10 +662,11 @@ class BiLevelPruner(Estimator):
         if self.target_latency is None:
             return
         model = self.latency_model_
-        original, pruned = paired([forward_call(m, model.runtime, model.batch_size)
+        original, pruned = paired([forward_call(m, model.runtime, model.batch_size,
+                                                threads=model.threads)
                                    for m in (self.model, self.pruned_model_)], rounds=5, runs=10)
         self.report_["latency"] = {
-            "runtime": model.runtime, "batch_size": model.batch_size,
+            "runtime": model.runtime, "batch_size": model.batch_size, "threads": model.threads,
             "target": self.target_latency, "predicted": model.ratio(self.plan_),
             "measured": pruned / original, "original_ms": original, "pruned_ms": pruned,
             "table_seconds": model.seconds}

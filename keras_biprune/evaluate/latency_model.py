@@ -40,8 +40,12 @@ unpruned one and ones pruned to about 3/4, 1/2 and 1/4 of every group's
 width (`CALIBRATION`); between them the map is linear, below the narrowest
 it runs to the line's intercept at zero (never below zero), and it never
 decreases.
+TFLite is timed on one interpreter thread unless ``threads`` says otherwise:
+on a 2-core machine the interpreter on both cores ran in two states, and a
+pruned model's share of the time moved with them (see
+`keras_biprune.evaluate.runtimes.TFLITE_THREADS`).
 Tables are cached on disk, keyed by the model's signature and input shapes,
-the runtime, the batch size and the machine.
+the runtime, its threads, the batch size and the machine.
 """
 
 import hashlib
@@ -58,7 +62,7 @@ import numpy as np
 from keras_biprune import _keras_internals as internals
 from keras_biprune._progress import Progress
 from keras_biprune.errors import SearchError
-from keras_biprune.evaluate.runtimes import check_runtime, forward_call, paired
+from keras_biprune.evaluate.runtimes import check_runtime, check_threads, forward_call, paired
 from keras_biprune.graph import trace
 from keras_biprune.handlers import lookup
 from keras_biprune.layers import ChannelSelect
@@ -94,6 +98,8 @@ class LatencyModel:
         lanes: channels the runtime's kernels compute at once (see above).
         seconds: how long measuring the tables took.
         graph: ``kb.trace(model)``, when the caller has it.
+        threads: the TFLite interpreter's threads the tables were timed on
+            (None for ``"tf"``).
 
     Attributes:
         blocks: the model's blocks, in execution order (see `blocks`).
@@ -109,7 +115,7 @@ class LatencyModel:
     """
 
     def __init__(self, model, runtime, batch_size, tables, calibration, lanes=4, seconds=0.0,
-                 graph=None):
+                 graph=None, threads=None):
         self.model = model
         self.graph = trace(model) if graph is None else graph
         self.runtime = runtime
@@ -118,6 +124,7 @@ class LatencyModel:
         self.calibration = [[float(a), float(b)] for a, b in calibration]
         self._sums, self._ms = _knots(self.calibration)
         self.lanes = lanes
+        self.threads = threads
         self.seconds = float(seconds)
         self.blocks = blocks(model, self.graph)
         missing = sorted({b.name for b in self.blocks} - set(tables))
@@ -130,7 +137,8 @@ class LatencyModel:
 
     @classmethod
     def build(cls, model, runtime="tflite", batch_size=1, round_to=8, max_widths=4, lanes=4,
-              time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1):
+              time_budget=None, cache_dir=None, timer=None, graph=None, verbose=1,
+              threads=None):
         """Measures (or loads from the cache) the latency tables of ``model``.
 
         Args:
@@ -167,6 +175,10 @@ class LatencyModel:
                 every width itself, so ``lanes="auto"`` is 1 with it.
             graph: ``kb.trace(model)``, when the caller has it.
             verbose: 0 silent, 1 a progress line over the blocks.
+            threads: the TFLite interpreter's threads (None: 1, see
+                `keras_biprune.evaluate.runtimes.TFLITE_THREADS`; ``"tf"``
+                takes None). Time on the threads the model will run on; on
+                a 2-core machine both cores made TFLite's timings bimodal.
 
         Returns:
             A `LatencyModel`.
@@ -185,6 +197,7 @@ class LatencyModel:
         """
         if timer is None:
             check_runtime(runtime)
+        threads = check_threads(runtime, threads)
         for name, value in (("batch_size", batch_size), ("round_to", round_to),
                             ("max_widths", max_widths), ("lanes", lanes)):
             if name == "lanes" and value == "auto":
@@ -195,12 +208,14 @@ class LatencyModel:
                 raise SearchError(f"{name} must be an int >= {2 if name == 'max_widths' else 1}"
                                   f"{also}. Received: {name}={value!r}.")
         if lanes == "auto":
-            lanes = 1 if timer is not None else measure_lanes(runtime, batch_size, cache_dir)
+            lanes = (1 if timer is not None else
+                     measure_lanes(runtime, batch_size, cache_dir, threads=threads))
         grid = max(round_to, lanes)
         graph = trace(model) if graph is None else graph
         key = {"version": _VERSION, "signature": graph.signature, "runtime": runtime,
                "batch_size": batch_size, "machine": machine(), "round_to": grid,
                "max_widths": max_widths, "timer": "runtime" if timer is None else "custom",
+               "threads": threads,
                "inputs": [list(t.shape[1:]) for t in model.inputs]}
         path = _cache_path(cache_dir, key)
         plans = [_uniform_plan(graph, share, grid) for share in CALIBRATION]
@@ -209,7 +224,7 @@ class LatencyModel:
             sums = cls(model, runtime, batch_size, tables, [[1.0, 1.0]], lanes, graph=graph)
             return cls(model, runtime, batch_size, tables,
                        [[sums._sum(plan), ms] for plan, ms in zip(plans, whole_ms)], lanes,
-                       seconds, graph)
+                       seconds, graph, threads)
 
         stored = _read_cache(path, key)
         if stored is not None:                   # the same signature: the same blocks, in
@@ -219,8 +234,8 @@ class LatencyModel:
                                   stored["whole_ms"], stored["seconds"])
         if timer is None:
             def in_turn(models, rounds=3):          # call by call in turn
-                return paired([forward_call(m, runtime, batch_size) for m in models],
-                              rounds=rounds)
+                return paired([forward_call(m, runtime, batch_size, threads=threads)
+                               for m in models], rounds=rounds)
         else:
             def in_turn(models, rounds=3):
                 return [timer(m) for m in models]
@@ -363,7 +378,7 @@ LANE_CANDIDATES = (4, 8, 16, 32)
 LANE_TOLERANCE = 0.05
 
 
-def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
+def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None, threads=None):
     """The channels this machine's runtime computes at once (its kernels' vector), measured.
 
     A 3x3 conv over 32 channels is timed at 8 to 64 output channels in
@@ -383,6 +398,7 @@ def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
         cache_dir: the latency cache (see `LatencyModel.build`).
         timer: ``timer(model) -> milliseconds`` instead of timing on the
             runtime (not cached).
+        threads: the TFLite interpreter's threads (see `LatencyModel.build`).
 
     Returns:
         The lanes, an int of `LANE_CANDIDATES`.
@@ -393,8 +409,9 @@ def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
     kb.evaluate.latency_model.measure_lanes("tf", batch_size=64)    # 16 on AVX-512
     ```
     """
+    threads = check_threads(runtime, threads)
     key = {"version": _VERSION, "signature": "lanes", "runtime": runtime,
-           "batch_size": batch_size, "machine": machine()}
+           "batch_size": batch_size, "machine": machine(), "threads": threads}
     path = _cache_path(cache_dir, key)
     stored = None if timer is not None else _read_cache(path, key)
     if stored is not None:
@@ -407,7 +424,7 @@ def measure_lanes(runtime, batch_size=1, cache_dir=None, timer=None):
         convs.append(keras.Model(x, keras.layers.Conv2D(width, 3, padding="same")(x)))
     if timer is None:
         check_runtime(runtime)
-        ms = paired([forward_call(conv, runtime, batch_size) for conv in convs])
+        ms = paired([forward_call(conv, runtime, batch_size, threads=threads) for conv in convs])
     else:
         ms = [timer(conv) for conv in convs]
     at = dict(zip(widths, ms))

@@ -114,7 +114,7 @@ def test_a_blocks_widths_are_timed_in_turn_with_the_overhead(monkeypatch, tmp_pa
         timed.append([call.model for call in calls])
         return [OVERHEAD + kb.cost(call.model).macs / 1e6 for call in calls]
 
-    def forward_call(model, runtime, batch_size):
+    def forward_call(model, runtime, batch_size, threads=None):
         call = lambda: None
         call.model = model
         return call
@@ -146,6 +146,41 @@ def test_bad_arguments_are_refused(tmp_path):
         LatencyModel.build(zoo.plain_chain(), runtime="onnx", cache_dir=tmp_path)
     with pytest.raises(SearchError, match=r"max_widths=1"):
         _build(zoo.plain_chain(), tmp_path, max_widths=1)
+    with pytest.raises(SearchError, match=r"TensorFlow runs on its own.*runtime='tf', threads=2"):
+        _build(zoo.plain_chain(), tmp_path, threads=2)
+    with pytest.raises(SearchError, match=r"threads must be an int >= 1.*threads=0"):
+        _build(zoo.plain_chain(), tmp_path, runtime="tflite", threads=0)
+
+
+def test_tflite_is_timed_on_one_thread_unless_told_and_the_cache_keeps_them_apart(monkeypatch,
+                                                                                  tmp_path):
+    pytest.importorskip("tensorflow")
+    from keras_biprune.evaluate import latency_model
+
+    threads = []     # the interpreter threads of every call timed
+
+    def forward_call(model, runtime, batch_size, threads=None):
+        call = lambda: None
+        call.model, call.threads = model, threads
+        return call
+
+    def paired(calls, rounds=3, runs=10, warmup=3):
+        threads.extend(call.threads for call in calls)
+        return [OVERHEAD + kb.cost(call.model).macs / 1e6 for call in calls]
+
+    monkeypatch.setattr(latency_model, "paired", paired)
+    monkeypatch.setattr(latency_model, "forward_call", forward_call)
+    model = zoo.plain_chain()
+
+    def build(**kwargs):
+        return LatencyModel.build(model, runtime="tflite", batch_size=8, round_to=1, lanes=1,
+                                  cache_dir=tmp_path, verbose=0, **kwargs)
+
+    assert build().threads == 1 and threads and set(threads) == {1}
+    timed = len(threads)
+    assert build(threads=2).threads == 2 and set(threads[timed:]) == {2}
+    assert len(threads) == 2 * timed                    # not served the one-thread tables
+    assert build().threads == 1 and len(threads) == 2 * timed
 
 
 
