@@ -225,9 +225,9 @@ class Bench:
             pruner = kb.BiLevelPruner(model, random_state=seed, verbose=0,
                                       search_kwargs=small if args.quick else None, **targets)
             plan = pruner.search(*self.search).plan_
-            if args.recovery == "full" and pruner._finalists() > 1:   # what fit races to
-                plan = pruner._race(self.x_ft, self.y_ft, self.search, "auto",
-                                    {"epochs": args.finetune_epochs, "batch_size": 128})
+            if args.recovery == "full":                  # fit's choice
+                plan = pruner.race(self.x_ft, self.y_ft, search_data=self.search,
+                                   epochs=args.finetune_epochs, batch_size=128)
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"
             plan = BiLevelSearch(

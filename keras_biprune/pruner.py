@@ -352,7 +352,8 @@ class BiLevelPruner(Estimator):
             if self._finalists() > 1:
                 phases.start("race", f"{self._finalists()} finalists, {self.finalist_steps} "
                                      "optimizer steps a round")
-                self.plan_ = self._race(x_train, y_train, search_data, distill, fit_kwargs)
+                self.race(x_train, y_train, search_data=search_data, distill=distill,
+                          **fit_kwargs)
             phases.start("fine-tuning", recovery)
             history = self.finetune(x_train, y_train, validation_data=validation_data,
                                     distill=distill, callbacks=callbacks, **fit_kwargs)
@@ -463,7 +464,7 @@ class BiLevelPruner(Estimator):
                 f"reached keeps {result.best.cost:.3f}. Raise target_{measure}, or pass "
                 "search_kwargs={'upper_slack': 0} so the upper level alone meets it."
             )
-        self.search_result_ = result
+        self.search_result_, self._searched_on = result, data
         self.plan_ = self._at_budget(result.best.plan)
         self.pareto_front_ = result.front
         self.search_history_ = result.history
@@ -603,6 +604,56 @@ class BiLevelPruner(Estimator):
         if self.finalists is not None:
             return self.finalists
         return 1 if self.steps > 1 else _defaults.FINALISTS
+
+    def race(self, x=None, y=None, *, search_data=None, distill="auto", **fit_kwargs):
+        """Races the search's best plans through short recoveries; keeps the best after them.
+
+        `fit` runs it between the search and fine-tuning: the ``finalists``
+        best plans of the search each recover for ``finalist_steps``
+        optimizer steps, are scored, and the weaker half is dropped, round
+        after round, until one is left (its accuracy after a short recovery
+        predicted the accuracy after a full one better than the score before
+        recovery did; see docs/benchmarks.md). Call it after `search` to
+        choose as `fit` does before a recovery of your own. With one
+        finalist nothing is raced. ``report_["race"]`` records the rounds.
+
+        Args:
+            x: training data of the short recoveries, as `fit` takes it.
+            y: its targets.
+            search_data: ``(x, y)`` or a dataset the finalists are scored on
+                after each round (default: the data `search` scored plans on).
+            distill: distill from the unpruned model, as in `fit`.
+            **fit_kwargs: as in `fit` (``batch_size`` sizes the short
+                recoveries).
+
+        Returns:
+            The plan kept (also ``plan_``).
+
+        Raises:
+            BiPruneError: before `search`, or with ``method="nsga2"`` (whose
+                `fit` fine-tunes each of its selections instead).
+
+        Example:
+
+        ```python
+        pruner = kb.BiLevelPruner(model, target_flops=0.5)
+        pruner.search(x_search, y_search)
+        plan = pruner.race(x_train, y_train)              # as fit chooses
+        pruner.finetune(x_train, y_train, epochs=10)
+        ```
+        """
+        if getattr(self, "search_result_", None) is None or self.method != "bilevel":
+            raise BiPruneError(
+                "race() chooses among the plans of a bi-level search. Received: "
+                + (f"method={self.method!r}; NSGA-II's fit fine-tunes each selected plan"
+                   if self.method != "bilevel" else "race() before search()")
+                + ". Call search first, with method='bilevel'.")
+        check_data(self.model, x, y, search_data=search_data,
+                   compile_kwargs=self.compile_kwargs, who="race")
+        if self._finalists() > 1:
+            self.plan_ = self._race(x, y, self._searched_on if search_data is None
+                                    else search_data, distill, fit_kwargs)
+        return self.plan_
 
     def _race(self, x, y, search_data, distill, fit_kwargs):
         """The finalist plan that scores best on the search data after short recoveries."""

@@ -321,6 +321,17 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     default = _pruner(trained, target_flops=0.1, finalist_steps=60)   # one-shot: a race
     default.fit(x, y, epochs=1, batch_size=64)
     assert default.report_["race"]["finalists"] == 2 and default.plan_ == wide
+    manual = _pruner(trained, target_flops=0.1, finalists=2, finalist_steps=60)
+    assert manual.search(*validation).plan_ == narrow        # scored on what it searched on
+    assert manual.race(x, y, batch_size=64) == wide and manual.plan_ == wide
+    assert manual.report_["race"]["winner"] == 1
+
+
+def test_a_race_needs_a_bilevel_search_first(trained):
+    with pytest.raises(kb.BiPruneError, match=r"race\(\) before search\(\)"):
+        _pruner(trained, target_flops=0.5).race(np.zeros((2, 8, 8, 1)), np.zeros(2))
+    with pytest.raises(kb.BiPruneError, match=r"method='nsga2'"):
+        _pruner(trained, method="nsga2").race(np.zeros((2, 8, 8, 1)), np.zeros(2))
 
 
 def test_pruning_in_stages_reaches_the_target_and_replays_on_the_original(trained, digits,
