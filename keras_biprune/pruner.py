@@ -147,9 +147,12 @@ class BiLevelPruner(Estimator):
         search_kwargs: more arguments for the search class (``generations``,
             ``population_size``, ``max_evaluations``, …).
         n_select: ``"nsga2"`` only: front solutions fine-tuned.
-        finalists: ``"bilevel"``: how many of the search's best plans race
-            on short recoveries before the full one (1: the best by its
-            score before recovery, no race). Each round gives every finalist
+        finalists: ``"bilevel"``: how many plans race on short recoveries
+            before the full one: the search's best plans but one, and the
+            criterion's uniform plan at the budget, what the criterion alone
+            prunes, which the search's plans must beat after a short
+            recovery, not only before it (1: the best by its score before
+            recovery, no race). Each round gives every finalist
             ``finalist_steps`` more optimizer steps (distilled like the full
             recovery), scores it on the search data and keeps the better
             half, until one is left. None (default): 4 for one-shot
@@ -608,8 +611,9 @@ class BiLevelPruner(Estimator):
     def race(self, x=None, y=None, *, search_data=None, distill="auto", **fit_kwargs):
         """Races the search's best plans through short recoveries; keeps the best after them.
 
-        `fit` runs it between the search and fine-tuning: the ``finalists``
-        best plans of the search each recover for ``finalist_steps``
+        `fit` runs it between the search and fine-tuning: the search's
+        ``finalists - 1`` best plans and the criterion's uniform plan at the
+        budget each recover for ``finalist_steps``
         optimizer steps, are scored, and the weaker half is dropped, round
         after round, until one is left (its accuracy after a short recovery
         predicted the accuracy after a full one better than the score before
@@ -656,9 +660,17 @@ class BiLevelPruner(Estimator):
         return self.plan_
 
     def _race(self, x, y, search_data, distill, fit_kwargs):
-        """The finalist plan that scores best on the search data after short recoveries."""
-        ranked = self.search_result_.ranked[:self._finalists()]
-        plans = [self._at_budget(s.plan) for s in ranked] or [self.plan_]
+        """The finalist plan that scores best on the search data after short recoveries.
+
+        The finalists are the search's best plans but one, and the criterion's uniform plan
+        at the budget (`BiLevelSearch.uniform`; the next best plan when they coincide).
+        """
+        n = self._finalists()
+        before = ({self._at_budget(s.plan): s.score for s in self.search_result_.ranked[:n]}
+                  or {self.plan_: self.search_result_.best.score})
+        ranked = list(before)
+        uniform = [] if self._target is None else [self._search.uniform(self._target)]
+        plans = list(dict.fromkeys(ranked[:n - 1] + uniform + ranked[n - 1:]))[:n]
         short = self._short_recovery(x, fit_kwargs, self.finalist_steps)
         models, alive, rounds = {}, list(range(len(plans))), []
         while len(alive) > 1:
@@ -674,8 +686,10 @@ class BiLevelPruner(Estimator):
         self.report_["race"] = {"finalists": len(plans), "steps_per_round": self.finalist_steps,
                                 "rounds": [{str(i): v for i, v in r.items()} for r in rounds],
                                 "winner": alive[0],
-                                "scores_before": [s.score for s in
-                                                  self.search_result_.ranked[:len(plans)]]}
+                                "uniform": plans.index(uniform[0]) if uniform else None,
+                                "scores_before": [before[p] if p in before
+                                                  else self.evaluator_.evaluate_one(p)
+                                                  for p in plans]}
         return plans[alive[0]]
 
     # ------------------------------------------------------------ latency

@@ -299,7 +299,7 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     graph = kb.trace(trained)
     # Both at the budget (0.098 and 0.085 of the MACs): four channels in each conv, or one
     # c1 channel feeding all of c2. After 60 steps the second scores 0.28 on the search
-    # data, the first 0.15; the search is made to rank the first far ahead.
+    # data, the first 0.15 and L1's uniform plan 0.22; the search ranks the first far ahead.
     narrow = kb.PruningPlan({"c1": range(4), "c2": range(4)}, signature=graph.signature)
     wide = kb.PruningPlan({"c1": [0]}, signature=graph.signature)
     full = kb.cost(graph).macs
@@ -309,10 +309,11 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
               kb.search.Solution(wide, 0.5, costs[1])]
     result = kb.search.SearchResult(ranked[0], kb.search.ParetoFront(ranked), [], 2, ranked)
     monkeypatch.setattr(kb.search.BiLevelSearch, "run", lambda self: self._setup() or result)
-    pruner = _pruner(trained, target_flops=0.1, finalists=2, finalist_steps=60)
+    pruner = _pruner(trained, target_flops=0.1, finalists=3, finalist_steps=60)
     pruner.fit(x, y, validation_data=validation, epochs=1, batch_size=64)
     race = pruner.report_["race"]
-    assert race["finalists"] == 2 and race["scores_before"] == [0.99, 0.5]
+    assert race["finalists"] == 3 and race["uniform"] == 2
+    assert race["scores_before"][:2] == [0.99, 0.5] and race["scores_before"][2] < 0.5
     assert race["rounds"][0]["1"] > race["rounds"][0]["0"] and race["winner"] == 1
     assert pruner.plan_ == wide
     without = _pruner(trained, target_flops=0.1, finalists=1)  # the best before recovery
@@ -320,11 +321,32 @@ def test_the_recovery_race_keeps_the_best_after_recovery_not_before(trained, dig
     assert without.plan_ == narrow and "race" not in without.report_
     default = _pruner(trained, target_flops=0.1, finalist_steps=60)   # one-shot: a race
     default.fit(x, y, epochs=1, batch_size=64)
-    assert default.report_["race"]["finalists"] == 2 and default.plan_ == wide
-    manual = _pruner(trained, target_flops=0.1, finalists=2, finalist_steps=60)
+    assert default.report_["race"]["finalists"] == 3 and default.plan_ == wide
+    manual = _pruner(trained, target_flops=0.1, finalists=3, finalist_steps=60)
     assert manual.search(*validation).plan_ == narrow        # scored on what it searched on
-    assert manual.race(x, y, batch_size=64) == wide and manual.plan_ == wide
-    assert manual.report_["race"]["winner"] == 1
+    kept, last = manual.race(x, y, batch_size=64), manual.report_["race"]["rounds"][-1]
+    assert kept == manual.plan_ != narrow
+    assert str(manual.report_["race"]["winner"]) == max(last, key=last.get)
+
+
+def test_the_race_holds_the_criterions_uniform_plan_against_the_search(trained, digits,
+                                                                       monkeypatch):
+    (x, y), _ = digits
+    graph = kb.trace(trained)
+    narrow = kb.PruningPlan({"c1": range(4), "c2": range(4)}, signature=graph.signature)
+    ranked = [kb.search.Solution(narrow, 0.99, 0.098)]
+    result = kb.search.SearchResult(ranked[0], kb.search.ParetoFront(ranked), [], 1, ranked)
+    monkeypatch.setattr(kb.search.BiLevelSearch, "run", lambda self: self._setup() or result)
+    pruner = _pruner(trained, target_flops=0.1, finalists=2, finalist_steps=60)
+    pruner.search(x, y)
+    uniform = pruner._search.uniform(0.1)
+    scores = kb.criteria.scores(graph, trained, "l1")
+    for group, kept in uniform.keep.items():       # each group's best channels by L1
+        assert set(kept) == set(np.argsort(-scores[group])[:len(kept)])
+    assert uniform != narrow and 0.1 - BAND <= kb.cost(graph, uniform).macs / kb.cost(
+        graph).macs <= 0.1
+    assert pruner.race(x, y, batch_size=64) == uniform     # 0.22 after 60 steps, not 0.15
+    assert pruner.report_["race"]["uniform"] == 1 and pruner.report_["race"]["winner"] == 1
 
 
 def test_a_race_needs_a_bilevel_search_first(trained):

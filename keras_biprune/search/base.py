@@ -209,6 +209,21 @@ class Search:
                 for g in encoding.groups}
         return budget.repair(encoding, keep, fill=True)
 
+    def uniform(self, target):
+        """The criterion's own plan at ``target`` of the cost measure: every group cut by
+        one common factor to its best-ranked channels, then filled to the band as `fill`
+        fills (what a one-line criterion prunes). Call it after `run`.
+
+        Example:
+
+        ```python
+        search = kb.search.BiLevelSearch(evaluator, target=0.5)
+        result = search.run()
+        baseline = search.uniform(0.5)      # e.g. L1-uniform, to race against result.best
+        ```
+        """
+        return self.fill(PruningPlan.keep_all(self.evaluator.graph), target)
+
     def _solution(self, plan):
         score, cost = self._objective.cache[plan]
         return Solution(plan, score, cost)
