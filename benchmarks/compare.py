@@ -157,7 +157,7 @@ class Bench:
         self.latency = (kb.evaluate.LatencyModel.build(
             self.model, args.runtime, args.latency_batch, round_to=args.round_to,
             graph=self.graph, verbose=0) if args.measure == "latency" else None)
-        self._nsga2, self._plans, self._torch = {}, {}, {}
+        self._nsga2, self._plans, self._torch, self._races = {}, {}, {}, {}
 
     def budget(self, target):
         """The `keras_biprune.search.Budget` of ``target`` in ``--measure``."""
@@ -228,6 +228,7 @@ class Bench:
             if args.recovery == "full":                  # fit's choice
                 plan = pruner.race(self.x_ft, self.y_ft, search_data=self.search,
                                    epochs=args.finetune_epochs, batch_size=128)
+                self._races[method, budget, seed] = pruner.report_["race"]
         elif method.startswith("bilevel"):
             granularity = "filter" if method == "bilevel-filter" else "layer"
             plan = BiLevelSearch(
@@ -316,7 +317,7 @@ class Bench:
                 "latency_ms": against(self.timers, slim, self.args.latency_rounds,
                                       self.args.latency_runs), "widths": widths,
                 "round_to": self.args.round_to, "recovery": self.args.recovery,
-                "plan": plan.get_config()}
+                "race": self._races.get(key), "plan": plan.get_config()}
 
 def global_plan(graph, scores, budget, round_to):
     """One threshold over every prunable channel's raw score, lowered until ``budget`` fits.
