@@ -14,7 +14,7 @@ PRUNER = {
     "runtime": "tflite",
     "latency_batch_size": 1,
     "max_accuracy_drop": 0.01,
-    "channel_granularity": "layer",
+    "channel_granularity": None,
     "round_to": 8,
     "criteria": "l1",
     "metric": "accuracy",

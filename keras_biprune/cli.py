@@ -232,7 +232,8 @@ def prune(args):
     pruner = kb.BiLevelPruner(
         model, method=args.method, target_flops=args.target_flops,
         target_latency=args.target_latency, runtime=args.runtime,
-        latency_batch_size=args.latency_batch_size, max_accuracy_drop=args.max_accuracy_drop, channel_granularity=args.granularity,
+        latency_batch_size=args.latency_batch_size, max_accuracy_drop=args.max_accuracy_drop,
+        channel_granularity=None if args.granularity == "none" else args.granularity,
         round_to=args.round_to, criteria=args.criteria, search_kwargs=search or None,
         finalists=args.finalists, steps=args.steps, random_state=args.seed,
         verbose=args.verbose)
@@ -344,10 +345,13 @@ def build_parser():
                    help="the most accuracy the search may lose, in metric units, or none for "
                         "the best accuracy within the FLOPs budget "
                         + _default(pruner["max_accuracy_drop"]))
-    p.add_argument("--granularity", choices=_defaults.GRANULARITIES,
-                   default=pruner["channel_granularity"],
-                   help="layer: inputs removed per layer; filter: per-filter kernel zeros "
-                        + _default(pruner["channel_granularity"]))
+    granularity = pruner["channel_granularity"] or "none"
+    p.add_argument("--granularity", choices=("none", *_defaults.GRANULARITIES),
+                   default=granularity,
+                   help="what the bi-level search's lower level removes: none (no lower "
+                        "level), layer (input channels per layer, read through a gather; "
+                        "slower on CPUs) or filter (per-filter kernel zeros) "
+                        + _default(granularity))
     p.add_argument("--round-to", type=_number(int, 1), default=pruner["round_to"], metavar="N",
                    help="kept widths are multiples of N (8 vectorizes on CPUs; 1: any width) "
                         + _default(pruner["round_to"]))

@@ -104,15 +104,9 @@ class BiLevelPruner(Estimator):
             machine (built once, cached on disk); with ``target_flops`` too,
             a plan meets both. Widths then move in steps of the latency
             model's ``lanes`` where they exceed ``round_to`` (a width
-            between costs what the next multiple does), and the bi-level
-            search keeps every input channel (``search_kwargs`` default to
-            ``upper_slack=0, lower_share=0``): the gather an input mask needs
-            cost TensorFlow more than its narrower kernel saved (on the
-            digits demo, 0.72 of the latency measured with one, 0.67 for
-            the same plan without it). After the search the
-            pruned model is timed
-            against the original: ``report_["latency"]`` holds the predicted
-            and measured ratios.
+            between costs what the next multiple does). After the search
+            the pruned model is timed against the original:
+            ``report_["latency"]`` holds the predicted and measured ratios.
         runtime: what ``target_latency`` is measured on: ``"tflite"`` (float
             TFLite, XNNPACK, on one thread), ``"tf"`` (a compiled TensorFlow
             call), or a `keras_biprune.evaluate.LatencyModel` already built
@@ -121,8 +115,17 @@ class BiLevelPruner(Estimator):
         latency_batch_size: samples per call of the latency target.
         max_accuracy_drop: the accuracy drop allowed after recovery (metric
             units; 0.01 is one point), checked with a warning; or None.
-        channel_granularity: ``"layer"`` (inputs removed per layer) or
-            ``"filter"`` (per-filter kernel zeros, kept through fine-tuning).
+        channel_granularity: what the bi-level search's lower level
+            removes: None (default: no lower level, every layer reads all
+            the channels its producers keep), ``"layer"`` (input channels
+            removed per layer, read through a gather) or ``"filter"``
+            (per-filter kernel zeros, kept through fine-tuning; only a
+            sparse-aware runtime turns them into speed). The gathers of
+            ``"layer"`` cost more time than their narrower kernels save: on
+            ResNet-20 at half the FLOPs its plans ran at 0.92-0.97 of the
+            TF latency at batch 64, against 0.82 without input masks, and
+            after recovery were 0.11 points more accurate, within the
+            spread of two seeds (``docs/benchmarks.md``).
         round_to: every pruned group keeps a multiple of this many channels
             (a group with fewer than three such steps counts in halves of
             it; single channels only where steps cannot reach the budget),
@@ -216,7 +219,7 @@ class BiLevelPruner(Estimator):
 
     def __init__(self, model, method="bilevel", target_flops=0.5, target_latency=None,
                  runtime="tflite", latency_batch_size=1, max_accuracy_drop=0.01,
-                 channel_granularity="layer", round_to=8, criteria="l1", metric="accuracy",
+                 channel_granularity=None, round_to=8, criteria="l1", metric="accuracy",
                  search_fraction=0.1, eval_size=1024, calibration_size=256, adaptive_bn=True,
                  racing=None, search_kwargs=None, n_select=3, finalists=None, finalist_steps=100,
                  steps=1, stage_steps=300, compile_kwargs=None, temperature=4.0,
@@ -260,6 +263,9 @@ class BiLevelPruner(Estimator):
         runtime of a given `LatencyModel`, which fit times the pruned model on)."""
         check_model(self.model, "BiLevelPruner")
         check_choice("method", self.method, METHODS, SearchError)
+        check_choice("channel_granularity", self.channel_granularity,
+                     (None, *_defaults.GRANULARITIES), SearchError,
+                     fix="None keeps every input channel (no lower level).")
         t = self.target_flops
         if self._main_target()[0] is None and (self.method != "bilevel"
                                           or self.max_accuracy_drop is None):
@@ -448,12 +454,11 @@ class BiLevelPruner(Estimator):
             # With a cost target every plan is fitted to it, so the search ranks plans by
             # their accuracy; max_accuracy_drop is checked after recovery (_check_accuracy).
             epsilon = self.max_accuracy_drop if main is None else None
-            # Under a latency target, no input masks: their gathers cost more than they save.
-            levels = ({"upper_slack": 0, "lower_share": 0} if self.target_latency is not None
-                      else {})
+            # Without a granularity, no lower level: the upper level alone meets the target.
+            levels = ({"upper_slack": 0, "lower_share": 0} if self.channel_granularity is None
+                      else {"channel_granularity": self.channel_granularity})
             search = search_module.BiLevelSearch(
-                self.evaluator_, target=main, max_accuracy_drop=epsilon,
-                channel_granularity=self.channel_granularity, **settings,
+                self.evaluator_, target=main, max_accuracy_drop=epsilon, **settings,
                 **(levels | (self.search_kwargs or {})))
         else:
             search = search_module.NSGA2Search(

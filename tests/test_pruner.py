@@ -412,19 +412,27 @@ def latency_model(trained, tmp_path_factory):
                                           verbose=0)
 
 
-def test_under_a_latency_target_plans_keep_every_input_channel(digits, tmp_path):
+def test_plans_keep_every_input_channel_unless_a_granularity_asks_for_the_lower_level(
+        digits, tmp_path):
     (x, y), _ = digits
     model = build_model(x.shape[1:], width=16)          # a group read by two layers
     model.compile(keras.optimizers.Adam(), keras.losses.SparseCategoricalCrossentropy(True))
     latency = kb.evaluate.LatencyModel.build(
         model, runtime="tf", round_to=4, lanes=1, cache_dir=tmp_path, verbose=0,
         timer=lambda sub_model: 0.02 + kb.cost(sub_model).macs / 1e5)
-    settings = {"target_flops": 0.5, "runtime": latency, "random_state": 0}
-    searched = {target: _pruner(model, target_latency=target, **settings,
-                                search_kwargs=SMALL | extra).search(x, y)
-                for target, extra in ((None, {"lower_share": 1.0}), (0.9, {}))}
-    assert any(s.plan.inputs for s in searched[None].search_result_.ranked)
-    assert not any(s.plan.inputs for s in searched[0.9].search_result_.ranked)  # no gathers
+    lower = {"lower_share": 1.0}
+    searched = {
+        "layer": _pruner(model, channel_granularity="layer", random_state=0,
+                         search_kwargs=SMALL | lower).search(x, y),
+        "default": _pruner(model, random_state=0, search_kwargs=SMALL).search(x, y),
+        "latency": _pruner(model, target_latency=0.9, runtime=latency, random_state=0,
+                           search_kwargs=SMALL).search(x, y)}
+    assert any(s.plan.inputs for s in searched["layer"].search_result_.ranked)
+    for name in ("default", "latency"):                                      # no gathers
+        assert not any(s.plan.inputs for s in searched[name].search_result_.ranked), name
+    assert not searched["default"].plan_.inputs
+    assert 0.5 - BAND <= kb.cost(kb.trace(model), searched["default"].plan_).ratio_to(
+        kb.cost(kb.trace(model))).macs <= 0.5
 
 
 @pytest.mark.tensorflow      # fit times the pruned model on the "tf" runtime
