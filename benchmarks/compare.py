@@ -28,7 +28,8 @@ latency. Rows go to ``latency_quality.json`` by default, and
 ``<out>_widths.png`` shows the widths ``pruner`` and ``pruner-flops`` chose.
 
 Methods — ours: ``pruner`` (`BiLevelPruner`'s own search with its defaults,
-the plan ``fit`` would recover), ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
+the plan ``fit`` would recover), ``pruner-layer`` (the same with
+``channel_granularity="layer"``: its lower level cuts input channels), ``bilevel-layer``, ``bilevel-filter`` (sparse FLOPs),
 ``nsga2`` (one search per model and seed; each budget takes the best front
 plan under it), ``blend`` (calibrated blend of L1/L2/FPGM/BN-scale, uniform
 ratio); ``bilevel-layer+kd`` fine-tunes the bilevel-layer plan with
@@ -61,7 +62,8 @@ import numpy as np
 from benchmarks._options import add_size_options, resolve_sizes
 from benchmarks._timing import against, timers
 
-OURS = ("pruner", "pruner-flops", "bilevel-layer", "bilevel-filter", "nsga2", "blend")
+OURS = ("pruner", "pruner-flops", "pruner-layer", "bilevel-layer", "bilevel-filter", "nsga2",
+        "blend")
 UNIFORM = ("l1", "l2", "fpgm", "apoz", "taylor", "random")
 GLOBAL = {"l1-global": "l1", "bn-slimming": "bn_scale"}
 TORCH = ("torch-pruning-l1", "torch-pruning-taylor")
@@ -222,8 +224,9 @@ class Bench:
             elif self.latency is not None:
                 targets = {"target_flops": None, "target_latency": budget,
                            "runtime": self.latency}
-            pruner = kb.BiLevelPruner(model, random_state=seed, verbose=0,
-                                      search_kwargs=small if args.quick else None, **targets)
+            pruner = kb.BiLevelPruner(
+                model, random_state=seed, verbose=0, search_kwargs=small if args.quick else None,
+                channel_granularity="layer" if method == "pruner-layer" else None, **targets)
             plan = pruner.search(*self.search).plan_
             if args.recovery == "full":                  # fit's choice
                 plan = pruner.race(self.x_ft, self.y_ft, search_data=self.search,

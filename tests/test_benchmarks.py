@@ -34,6 +34,7 @@ def test_every_method_has_a_row_under_the_budget(quick):
         assert 0 <= r["accuracy_before"] <= 1 and 0 <= r["accuracy_after"] <= 1
         assert all(len(pair) == 2 and min(pair) > 0 for pair in r["latency_ms"].values())
     assert next(r for r in rows if r["method"] == "bilevel-filter")["plan"]["kernels"]
+    assert not next(r for r in rows if r["method"] == "pruner")["plan"]["inputs"]  # no gathers
 
 
 def test_widths_are_multiples_of_round_to(quick):
