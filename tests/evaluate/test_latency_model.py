@@ -124,10 +124,12 @@ def test_a_blocks_widths_are_timed_in_turn_with_the_overhead(monkeypatch, tmp_pa
     model = zoo.plain_chain()
     latency = LatencyModel.build(model, runtime="tf", batch_size=8, round_to=1, lanes=1,
                                  cache_dir=tmp_path, verbose=0)
-    *per_block, whole = timed
-    assert len(per_block) == len(latency.blocks) and len(whole) == len(CALIBRATION)
+    per_block, whole = timed[:len(latency.blocks)], timed[len(latency.blocks):]
     for models in per_block:                 # the empty model, then the block's widths
         assert kb.cost(models[0]).macs == 0 and len(models) > 2
+    assert len(whole) == len(CALIBRATION) - 1        # each pruned model against the unpruned
+    for unpruned, pruned in whole:
+        assert unpruned is model and kb.cost(pruned).macs < kb.cost(model).macs
     plan = kb.PruningPlan.random(latency.graph, ratio=0.5, seed=0)
     assert latency.predict(plan) == pytest.approx(OVERHEAD + kb.cost(latency.graph, plan).macs
                                                   / 1e6, rel=1e-9)
