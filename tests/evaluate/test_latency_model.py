@@ -197,7 +197,7 @@ def test_block_sums_are_mapped_to_milliseconds_through_whole_models(extra, facto
         return OVERHEAD + kb.cost(sub_model).macs / 1e6
 
     latency = _build(model, tmp_path, timer)
-    assert len(latency.calibration) == 4
+    assert len(latency.calibration) == len(CALIBRATION)
     assert latency.predict() == pytest.approx(timer(model), rel=1e-9)
     for seed in range(3):
         plan = kb.PruningPlan.random(latency.graph, ratio=0.2 + 0.2 * seed, seed=seed)
@@ -213,7 +213,7 @@ def test_the_map_follows_whole_models_that_do_not_fall_in_line_with_their_blocks
         return macs ** 1.3 if sub_model.name == model.name else OVERHEAD + macs
 
     latency = _build(model, tmp_path, timer)
-    for (total, ms), share in zip(latency.calibration, (1.0, 0.75, 0.5, 0.25)):
+    for (total, ms), share in zip(latency.calibration, CALIBRATION, strict=True):
         assert ms == pytest.approx(total ** 1.3, rel=1e-9), share
     line = LatencyModel(model, "tf", 8, latency.tables, latency.calibration[::2], lanes=1)
     errors = []                     # between the points: closer than a line through two
