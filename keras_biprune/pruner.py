@@ -577,8 +577,10 @@ class BiLevelPruner(Estimator):
 
         A bi-level plan's lower level can only cut input channels, so on a
         narrow model a single channel may be worth more than the band: its
-        groups then get channels back here. Plans that keep input or kernel
-        masks are left as they are.
+        groups then get channels back here. Under a latency target alone the
+        plan is also grown to keep the most FLOPs that latency buys
+        (`keras_biprune.search.Search.fill`). Plans that keep input or
+        kernel masks are left as they are.
         """
         if self._target is None or plan.inputs or plan.kernels:
             return plan

@@ -186,11 +186,14 @@ class Search:
         (its extra targets scaled alike).
 
         A plan already within ``BAND`` below ``target`` (every ceiling's, see
-        `Budget.filled`) is returned as it is;
+        `Budget.filled`) is returned as it is, unless latency is the only
+        ceiling;
         otherwise groups get their best-ranked missing channels back (or lose
         their worst-ranked ones) as `Budget.repair` does, so the plan lands
-        there: e.g. a Pareto-front solution made to use a FLOPs budget. Call
-        it after `run`.
+        there: e.g. a Pareto-front solution made to use a FLOPs budget. Under
+        latency ceilings alone the plan is then grown (`Budget.grows`): steps
+        move between groups to keep the most FLOPs at that latency. Call it
+        after `run`.
 
         Example:
 
@@ -201,7 +204,7 @@ class Search:
         ```
         """
         budget = self._budget.with_target(target)
-        if budget.filled(plan):
+        if budget.filled(plan) and not budget.grows:
             return plan
         encoding = self._upper
         keep = {g.id: encoding.ranking[g.id][np.isin(encoding.ranking[g.id],

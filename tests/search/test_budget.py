@@ -220,3 +220,68 @@ def test_under_a_latency_ceiling_counts_move_by_whole_lanes(tmp_path):
         for genome in genomes:
             widths = [len(k) for k in encoding.decode(genome, budget).keep.values()]
             assert all(w % latency.lanes == 0 for w in widths), (target, widths)
+
+
+def _single_moves(counts, steps, sizes):
+    """Every plan one step away: a group raised a step, another lowered a step or not."""
+    for up in counts:
+        if counts[up] >= sizes[up]:
+            continue
+        raised = {**counts, up: min(sizes[up], counts[up] + steps[up])}
+        yield raised
+        for down in counts:
+            if down != up and counts[down] > steps[down]:
+                yield {**raised, down: counts[down] - steps[down]}
+
+
+def test_under_a_latency_ceiling_alone_the_fill_keeps_the_most_flops_the_latency_buys(tmp_path):
+    model = _chain([16, 32, 64, 64], "grow")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path, lanes=8)
+    encoding = UpperEncoding(graph, kb.criteria.scores(graph, model, "l1"), "width", round_to=8)
+    flops = Budget(graph)
+    sizes = {g.id: g.size for g in encoding.groups}
+    steps = {g.id: max(latency.lanes, encoding.step[g.id]) for g in encoding.groups}
+    rng = np.random.default_rng(0)
+    genomes = [encoding.full()] + [np.array([rng.choice(space) for space in encoding.gene_space])
+                                   for _ in range(3)]
+    gained = []
+    for target in (0.4, 0.6):
+        budget = Budget(graph, target, "latency", latency_model=latency)
+        assert budget.grows and not Budget(graph, target, "latency", latency_model=latency,
+                                           extra_targets={"flops": 0.9}).grows
+        for genome in genomes:
+            plan = encoding.decode(genome, budget)
+            grown = budget.repair(encoding, encoding.kept(genome), fill=True)
+            assert latency.ratio(grown) <= target
+            gained.append(flops.ratio(grown) - flops.ratio(plan))
+            counts = {g.id: len(grown.keep.get(g.id, range(g.size))) for g in encoding.groups}
+
+            def plan_of(c):
+                return encoding.plan({k: encoding.ranking[k][:n] for k, n in c.items()})
+
+            best = max((flops.ratio(plan_of(c)) for c in _single_moves(counts, steps, sizes)
+                        if latency.ratio(plan_of(c)) <= target), default=0.0)
+            assert best <= flops.ratio(grown) + 1e-12, (target, counts)     # no step buys more
+    assert min(gained) >= -1e-12 and max(gained) > 0.02, gained
+
+
+def test_a_search_grows_a_plan_already_in_the_latency_band(tmp_path):
+    model = _chain([16, 32, 64, 64], "grow_search")
+    graph = kb.trace(model)
+    latency = _latency_model(model, tmp_path, lanes=8)
+    x = np.random.default_rng(0).normal(size=(32, 12, 12, 3)).astype("float32")
+    y = np.arange(32) % 10
+    evaluator = kb.Evaluator(model, (x, y), metric="accuracy")
+    search = kb.search.BiLevelSearch(evaluator, target=0.5, measure="latency",
+                                     latency_model=latency, max_accuracy_drop=None,
+                                     population_size=4, generations=1, verbose=0)
+    search.run()
+    budget = Budget(graph, 0.5, "latency", latency_model=latency)
+    encoding = search._upper
+    banded = next(p for p in (encoding.decode(encoding.encode_counts(
+        {g.id: round(share * g.size) for g in encoding.groups}), budget)
+        for share in (1.0, 0.8, 0.6, 0.5)) if budget.filled(p))
+    grown = search.fill(banded, 0.5)
+    flops = Budget(graph)
+    assert latency.ratio(grown) <= 0.5 and flops.ratio(grown) > flops.ratio(banded) + 0.01
