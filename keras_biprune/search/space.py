@@ -526,10 +526,10 @@ class Budget:
 
         kept = priced(counts)[0]
         while True:
-            ups = {u: min(limits[u], (counts[u] // steps[u] + 1) * steps[u])
+            ups = {u: _step_up(counts[u], steps[u], limits[u])
                    for u in counts if counts[u] < limits[u]}
             downs = {(u, n) for u in counts for k in (1, 2)
-                     if (n := max(floors[u], steps[u], (-(-counts[u] // steps[u]) - k) * steps[u]))
+                     if (n := _step_down(counts[u], steps[u], k, max(floors[u], steps[u])))
                      < counts[u]}
             gain = {move: priced({**counts, move[0]: move[1]})[0] - kept
                     for move in [*ups.items(), *downs]}
@@ -574,10 +574,10 @@ class Budget:
         while gap[0] > 0:
             best = None
             lowered = dict.fromkeys(
-                (u, max(floors[u], (-(-counts[u] // steps[u]) - k) * steps[u]))
+                (u, _step_down(counts[u], steps[u], k, floors[u]))
                 for u in counts if counts[u] > floors[u] for k in (1, 2))
             for up in (u for u in counts if counts[u] < limits[u]):
-                raised = min(limits[up], (counts[up] // steps[up] + 1) * steps[up])
+                raised = _step_up(counts[up], steps[up], limits[up])
                 for down, count in (None, None), *(m for m in lowered if m[0] != up):
                     trial = {**counts, up: raised}
                     if down is not None:
@@ -605,7 +605,7 @@ class Budget:
                 if counts[unit] >= limits[unit]:
                     continue
                 trial = dict(counts)
-                trial[unit] = min(limits[unit], (counts[unit] // steps[unit] + 1) * steps[unit])
+                trial[unit] = _step_up(counts[unit], steps[unit], limits[unit])
                 value = self.slack(plan_of(trial))
                 if value >= 0:
                     counts, slack, moved = trial, value, True
@@ -636,6 +636,17 @@ class Budget:
                                                              for k, n in counts.items()}),
                                encoding.step, encoding.floor,
                                limits={k: len(v) for k, v in order.items()}, fill=fill)
+
+
+def _step_up(count, step, limit):
+    """``count`` raised to the next multiple of ``step``, at most ``limit``."""
+    return min(limit, (count // step + 1) * step)
+
+
+def _step_down(count, step, k, floor):
+    """``count`` lowered ``k`` multiples of ``step`` (from its own, rounded up), at least
+    ``floor``."""
+    return max(floor, (-(-count // step) - k) * step)
 
 
 # A budget is met within BAND of its target (when the floors allow): counts are raised in
